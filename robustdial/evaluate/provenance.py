@@ -1,0 +1,70 @@
+"""Provenance of a result: command, code version, library versions, hardware.
+
+Every benchmark and report JSON embeds :func:`provenance` so a number can be
+traced back to the code and machine that produced it. No hostname or user
+name is recorded.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["provenance"]
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(_PACKAGE_DIR), *args], capture_output=True,
+                             text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _device_name(device: torch.device | str | None) -> str:
+    device = torch.device(device) if device is not None else (
+        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({platform.processor() or platform.machine()})"
+
+
+def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
+    """Where and how a result was produced.
+
+    Args:
+        device: the device the result was computed on (default: CUDA if
+            available, else CPU).
+
+    Returns:
+        dict with ``command`` (``sys.argv``), ``git_commit`` and ``git_dirty``
+        (``None`` outside a git checkout), ``robustdial``, ``torch`` and
+        ``python`` versions, ``device``, ``threads`` (torch intra-op threads),
+        ``platform`` and a UTC ``timestamp`` (ISO 8601).
+    """
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    try:
+        from robustdial import __version__ as version
+    except ImportError:  # pragma: no cover - partial installs
+        version = None
+    return {
+        "command": list(sys.argv),
+        "git_commit": commit,
+        "git_dirty": bool(status) if status is not None else None,
+        "robustdial": version,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": _device_name(device),
+        "threads": torch.get_num_threads(),
+        "platform": f"{platform.system()}-{platform.machine()}",
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
