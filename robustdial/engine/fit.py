@@ -13,6 +13,8 @@ the epoch after a crash, the interrupted step after SIGINT / SIGTERM).
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import logging
 import math
@@ -295,10 +297,24 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
             row = {"type": "epoch", "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
                    **epoch_sums.means(info), "epoch_time_s": time.perf_counter() - t0}
             check_finite(row, step)
-            if val is not None and ((epoch + 1) % cfg.eval_every == 0 or last_epoch):
-                row.update(validate(raw, method, val, device=device, info=info, attack=val_attack,
-                                    batch_size=cfg.val_batch_size or cfg.batch_size, seed=cfg.seed,
-                                    autocast=autocast, channels_last=cfg.channels_last))
+            # Weight transforms that train on a relaxed view (BinaryRelax) expose the
+            # deployable weights through ``applied``: validate and export those.
+            deploy = contextlib.ExitStack()
+            for t in transforms:
+                if hasattr(t, "applied"):
+                    deploy.enter_context(t.applied(raw))
+            with deploy:
+                if val is not None and ((epoch + 1) % cfg.eval_every == 0 or last_epoch):
+                    row.update(validate(raw, method, val, device=device, info=info, attack=val_attack,
+                                        batch_size=cfg.val_batch_size or cfg.batch_size, seed=cfg.seed,
+                                        autocast=autocast, channels_last=cfg.channels_last))
+                if main and out is not None:
+                    improved_now = (select != "last" and row.get(select) is not None
+                                    and (best is None or row[select] > best))
+                    meta = {**run_info, "metrics": row, "epoch": epoch + 1, "step": step}
+                    ckpt.save(raw, out / "last", meta)
+                    if improved_now:
+                        ckpt.save(raw, out / "best", {**meta, "selected_by": select})
             improved = select != "last" and row.get(select) is not None and (best is None or row[select] > best)
             if improved:
                 best = row[select]
@@ -306,10 +322,6 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
             _log.info("epoch %d/%d  %s", epoch + 1, epochs,
                       "  ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
             if main and out is not None:
-                meta = {**run_info, "metrics": row, "epoch": epoch + 1, "step": step}
-                ckpt.save(raw, out / "last", meta)
-                if improved:
-                    ckpt.save(raw, out / "best", {**meta, "selected_by": select})
                 ckpt.save_train_state(out / ckpt.TRAIN_STATE, train_state(epoch + 1, 0))
             call_hooks(callbacks, "on_epoch_end", StepInfo(epoch, step, steps_per_epoch, raw, optimizer, row))
             if any_rank(signals.signum is not None, info, device):  # state is saved: stop now

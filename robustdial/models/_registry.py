@@ -16,7 +16,7 @@ __all__ = ["create_model", "list_models", "register_model", "model_entrypoint"]
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 # Options consumed here and turned into layer factories for the entrypoint.
-_LAYER_OPTIONS = ("conditioning", "widths", "embed_dim", "dual_bn", "alpha_init",
+_LAYER_OPTIONS = ("conditioning", "widths", "embed_dim", "dual_bn", "alpha_init", "encoding_seed", "noise_seed",
                   "lam_values", "switchable_bn")
 
 

@@ -1,0 +1,150 @@
+"""Training-step and inference cost of OAT and FLOAT relative to PGD-AT / the plain backbone.
+
+FLOAT (Kundu et al., WACV 2023) Sec. 4.3 / Fig. 7: FLOAT trains as fast as PGD-AT
+(no extra layers) while OAT's FiLM layers cost time; inference latency of a
+FLOAT model at a fixed dial equals the backbone's. Targets: epoch time
+FLOAT ÷ PGD-AT ≤ 1.05, OAT ÷ PGD-AT ≤ 1.15; latency FLOAT ÷ plain ≤ 1.10
+(OAT reported).
+
+Measures, on one backbone with the same PGD-k, batch and device:
+* seconds per training step (median of ``--steps`` timed steps after warm-up;
+  an epoch is a fixed number of steps, so the ratio equals the epoch-time ratio),
+* inference latency per batch (median) at λ = 1 (FLOAT: fixed noise, eval mode;
+  OAT: FiLM at λ = 1) and of the plain backbone.
+Writes ``benchmarks/results/oat_float_speed.json`` with provenance.
+
+Usage::
+
+    python benchmarks/oat_float_speed.py --model resnet34 --batch-size 128 --device cuda
+    python benchmarks/oat_float_speed.py --quick          # CPU smoke test
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import robustdial as rd
+from robustdial.attacks import PGD
+from robustdial.engine import build_optimizer
+from robustdial.evaluate import provenance
+from robustdial.methods import PGDAT
+from robustdial.methods.float import FLOAT
+from robustdial.methods.oat import OAT
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_training(model, method, x, y, steps: int, warmup: int) -> float:
+    """Median seconds per optimizer step (forward, attack, backward, SGD)."""
+    device = x.device
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    times = []
+    for i in range(warmup + steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        loss, _ = method.loss(model, (x, y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def time_inference(model, x, steps: int, warmup: int) -> float:
+    """Median seconds per eval-mode forward of the batch ``x``."""
+    model.eval()
+    times = []
+    for i in range(warmup + steps):
+        _sync(x.device)
+        t0 = time.perf_counter()
+        model(x)
+        _sync(x.device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="resnet34")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--pgd-steps", type=int, default=7)
+    p.add_argument("--steps", type=int, default=20, help="timed training / inference steps")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--device", default=None)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--quick", action="store_true", help="CPU smoke test: preact_resnet20, tiny batch")
+    p.add_argument("--out", default=str(RESULTS / "oat_float_speed.json"))
+    args = p.parse_args()
+    if args.quick:
+        args.model, args.batch_size, args.steps, args.warmup, args.pgd_steps = "preact_resnet20", 16, 3, 1, 2
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.backends.cudnn.benchmark = True
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch_size, 3, args.image_size, args.image_size, generator=g).to(device)
+    y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
+    eps = 8 / 255
+    attack = PGD(eps=eps, alpha=2 / 255, steps=args.pgd_steps)
+    mem = torch.channels_last if args.channels_last else torch.preserve_format
+    if args.channels_last:
+        x = x.contiguous(memory_format=mem)
+
+    def build(cond):
+        torch.manual_seed(0)
+        return rd.create_model(args.model, conditioning=cond).to(device, memory_format=mem)
+
+    setups = {"pgd_at": (None, PGDAT(lam=1.0, attack=attack)),
+              "float": ("float", FLOAT(attack=attack)),
+              "oat": ("oat", OAT(attack=attack, seed=0))}
+    train_s, infer_s, params = {}, {}, {}
+    for key, (cond, method) in setups.items():
+        model = build(cond)
+        params[key] = sum(q.numel() for q in model.parameters())
+        train_s[key] = time_training(model, method, x, y, args.steps, args.warmup)
+        if cond is None:
+            infer_s["plain"] = time_inference(model, x, args.steps, args.warmup)
+        else:
+            with rd.conditioned(model, lam=1.0):
+                infer_s[key] = time_inference(model, x, args.steps, args.warmup)
+        print(f"{key:7s} params {params[key]:>11,}  train {train_s[key] * 1e3:8.1f} ms/step  "
+              f"infer {infer_s.get(key, infer_s.get('plain')) * 1e3:7.2f} ms/batch", flush=True)
+    ratios = {
+        "train_float_over_pgd_at": train_s["float"] / train_s["pgd_at"],
+        "train_oat_over_pgd_at": train_s["oat"] / train_s["pgd_at"],
+        "infer_float_over_plain": infer_s["float"] / infer_s["plain"],
+        "infer_oat_over_plain": infer_s["oat"] / infer_s["plain"],
+    }
+    targets = {"train_float_over_pgd_at": 1.05, "train_oat_over_pgd_at": 1.15,
+               "infer_float_over_plain": 1.10}
+    verdict = {k: ratios[k] <= t for k, t in targets.items()}
+    for k, v in ratios.items():
+        t = targets.get(k)
+        print(f"{k:26s} {v:6.3f}" + (f"  (target ≤ {t}: {'met' if verdict[k] else 'MISSED'})" if t else ""))
+    out = {"settings": {**vars(args), "device": str(device), "eps": eps,
+                        "attack": repr(attack), "inference_dial": {"lam": 1.0}},
+           "params": params, "train_seconds_per_step": train_s,
+           "inference_seconds_per_batch": infer_s, "ratios": ratios, "targets": targets,
+           "targets_met": verdict, "provenance": provenance(device)}
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

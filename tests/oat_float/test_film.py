@@ -1,0 +1,144 @@
+"""FiLM + λ encoding (OAT): orthonormal rows, interpolation, range errors, routing, sharing."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import robustdial as rd
+from robustdial.layers import DualBatchNorm2d
+from robustdial.layers.film import FiLM, LambdaEncoding
+from _nets import TinyNet
+
+VALUES = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
+
+
+def test_encoding_rows_orthonormal():
+    enc = LambdaEncoding(VALUES, dim=128, seed=0)
+    rows = enc.encode(torch.tensor(VALUES))
+    gram = rows @ rows.T
+    torch.testing.assert_close(gram, torch.eye(len(VALUES)), atol=1e-5, rtol=0)
+    # each training λ maps to exactly its own row
+    for j, v in enumerate(VALUES):
+        assert torch.equal(enc.encode(v)[0], enc.matrix[j])
+
+
+def test_encoding_depends_on_seed_only():
+    a, b, c = LambdaEncoding(dim=16, seed=3), LambdaEncoding(dim=16, seed=3), LambdaEncoding(dim=16, seed=4)
+    assert torch.equal(a.matrix, b.matrix) and not torch.equal(a.matrix, c.matrix)
+
+
+def test_interpolation_between_neighbouring_rows():
+    enc = LambdaEncoding(VALUES, dim=32)
+    q = enc.matrix
+    torch.testing.assert_close(enc.encode(0.15)[0], 0.5 * q[2 - 1] + 0.5 * q[2])  # between .1 and .2
+    torch.testing.assert_close(enc.encode(0.7)[0], 0.5 * q[4] + 0.5 * q[5])  # between .4 and 1
+    torch.testing.assert_close(enc.encode(0.55)[0], 0.75 * q[4] + 0.25 * q[5])
+    per_sample = enc.encode(torch.tensor([0.15, 0.7, 1.0]))
+    torch.testing.assert_close(per_sample[0], enc.encode(0.15)[0])
+    torch.testing.assert_close(per_sample[2], q[5])
+
+
+def test_encoding_outside_trained_range():
+    enc = LambdaEncoding((0.0, 0.5), dim=8)
+    with pytest.raises(ValueError, match=r"outside the trained range \[0, 0.5\]"):
+        enc.encode(0.7)
+    assert LambdaEncoding(dim=1).encode(0.37).item() == pytest.approx(0.37)
+
+
+def test_bad_encoding_settings():
+    with pytest.raises(ValueError, match="embed_dim"):
+        LambdaEncoding(VALUES, dim=4)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        LambdaEncoding((0.0, 1.5), dim=8)
+
+
+def test_lambda_outside_unit_interval_through_set_condition():
+    net = TinyNet("oat")
+    for bad in (1.5, -0.1):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            rd.set_condition(net, lam=bad)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        rd.set_condition(net, lam=torch.tensor([0.0, 2.0]))
+
+
+def test_film_formula():
+    enc = LambdaEncoding(VALUES, dim=16)
+    film = FiLM(4, enc)
+    rd.set_condition(film, lam=0.2)
+    x = torch.randn(3, 4, 5, 5)
+    h = film.fc2(nn.functional.leaky_relu(film.fc1(enc.matrix[2:3]), 0.01))
+    mu, sigma = nn.functional.leaky_relu(h, 0.01).chunk(2, dim=1)
+    expected = x * mu.view(1, 4, 1, 1) + sigma.view(1, 4, 1, 1)
+    torch.testing.assert_close(film(x), expected)
+
+
+def test_per_sample_lambda_equals_separate_forwards():
+    torch.manual_seed(0)
+    net = TinyNet("oat")
+    net.train()
+    for lam in (0.0, 1.0):  # give both BNs non-trivial running statistics
+        with rd.conditioned(net, lam=lam):
+            net(torch.rand(16, 1, 12, 12))
+    net.eval()
+    x = torch.rand(6, 1, 12, 12)
+    lams = torch.tensor(VALUES)
+    with torch.no_grad(), rd.conditioned(net, lam=lams):
+        joint = net(x)
+    for i, lam in enumerate(VALUES):
+        with torch.no_grad(), rd.conditioned(net, lam=lam):
+            single = net(x[i:i + 1])
+        torch.testing.assert_close(joint[i:i + 1], single, atol=1e-5, rtol=1e-5)
+    # and λ really changes the output
+    assert not torch.allclose(joint[0], joint[5])
+
+
+def test_oat_net_routes_lambda_zero_to_clean_bn():
+    net = TinyNet("oat").train()
+    duals = [m for m in net.modules() if isinstance(m, DualBatchNorm2d)]
+    assert len(duals) == 3  # two main norms + aux norm
+
+    def stats():
+        return [(m.bn_c.running_mean.clone(), m.bn_a.running_mean.clone()) for m in duals]
+
+    x = torch.rand(8, 1, 12, 12)
+    before = stats()
+    with rd.conditioned(net, lam=0.0):
+        net(x)
+    after = stats()
+    for (c0, a0), (c1, a1) in zip(before, after):
+        assert not torch.equal(c0, c1) and torch.equal(a0, a1)
+    with rd.conditioned(net, lam=0.4):
+        net(x)
+    for (c1, a1), (c2, a2) in zip(after, stats()):
+        assert torch.equal(c1, c2) and not torch.equal(a1, a2)
+    # the clean route of a dual BN is exactly a BatchNorm with the same state
+    dual, bn = duals[0], nn.BatchNorm2d(duals[0].num_features)
+    bn.load_state_dict(dual.bn_c.state_dict())
+    h = torch.randn(4, dual.num_features, 3, 3)
+    rd.set_condition(net, lam=0.0)
+    torch.testing.assert_close(dual(h), bn(h))
+
+
+def test_encoding_stored_once_and_restored():
+    net = TinyNet("oat")
+    keys = [k for k in net.state_dict() if "encoding" in k]
+    assert sorted(k.rsplit(".", 1)[1] for k in keys) == ["matrix", "values"]
+    films = [m for m in net.modules() if isinstance(m, FiLM)]
+    assert len(films) == 2 and films[0].encoding is films[1].encoding
+    other = TinyNet("oat", encoding_seed=7)
+    mkey = next(k for k in keys if k.endswith("matrix"))
+    assert not torch.equal(other.state_dict()[mkey], net.state_dict()[mkey])
+    other.load_state_dict(net.state_dict())
+    for o, n in zip((m for m in other.modules() if isinstance(m, FiLM)), films):
+        assert torch.equal(o.encoding.matrix, n.encoding.matrix)
+    x = torch.rand(2, 1, 12, 12)
+    net.eval(), other.eval()
+    with rd.conditioned(net, lam=0.7), rd.conditioned(other, lam=0.7):
+        torch.testing.assert_close(net(x), other(x))
+
+
+def test_oat_param_count_of_film():
+    # FiLM(C) with d-dim encoding: Linear(d, 2C) + Linear(2C, 2C)
+    enc = LambdaEncoding(dim=128)
+    assert sum(p.numel() for p in FiLM(64, enc).parameters()) == 128 * 128 + 128 + 128 * 128 + 128
