@@ -32,7 +32,18 @@ _EXPORTS = {
     "ChannelPrune": "channel_prune",
 }
 
-__all__ = sorted(_EXPORTS)
+_TRANSFORMS = {"sparse_momentum": "SparseMomentum", "channel_prune": "ChannelPrune",
+               "binary_relax": "BinaryRelax", "binary_connect": "BinaryConnect"}
+
+__all__ = sorted([*_EXPORTS, "build_transform"])
+
+
+def build_transform(name: str, **kwargs: Any) -> Any:
+    """A training transform by recipe name, e.g. ``build_transform("sparse_momentum", density=0.1, epochs=200)``."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in _TRANSFORMS:
+        raise ValueError(f"unknown transform {name!r}; choose one of {sorted(_TRANSFORMS)}")
+    return __getattr__(_TRANSFORMS[key])(**kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,8 @@ _LAZY = {
     "NoisyLinear": "noisy",
     "SlimmableConv2d": "slimmable",
     "SlimmableLinear": "slimmable",
+    "SlimmableNoisyConv2d": "slimmable",
+    "SlimmableNoisyLinear": "slimmable",
     "SwitchableBatchNorm2d": "switchable_bn",
     "NoiseInjection": "noise_injection",
 }

@@ -100,6 +100,7 @@ class _WeightNoise:
             return w
         with torch.no_grad():
             eta = self._eta().mul(w.std())  # one randn and one scale, no gradient through σ
+            eta.mul_(w != 0)  # pruned weights (FLOATS-i/-c) stay pruned under noise
         return torch.addcmul(w, self.alpha * m, eta)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,93 @@
+"""Latency of an exported model ÷ the plain backbone of the same width (target ≤ 1.02).
+
+The exported network (``robustdial.export.export_model`` -> ``load_exported``,
+a torch.fx graph of standard layers) is timed against the *plain backbone at
+that width*: the same architecture's own Python ``forward`` with ordinary
+Conv2d / BatchNorm2d / Linear layers of ⌈w·C⌉ channels (``to_plain`` of an
+unconditioned slimmable model). Both run in eval mode under
+``torch.inference_mode``, interleaved, median of ``--repeats``. Writes JSON with
+provenance to ``benchmarks/results/export_latency.json``.
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/export_latency.py                    # ≈ 2 min CPU
+    .venv/bin/python benchmarks/export_latency.py --device cuda --batch-size 256
+    .venv/bin/python benchmarks/export_latency.py --quick --out /tmp/l.json            # smoke
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import robustdial as rd
+from robustdial.evaluate.provenance import provenance
+from robustdial.export import export_model, to_plain
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _time(model, x, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    model(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="preact_resnet20")
+    ap.add_argument("--conditioning", default="oat", choices=("oat", "float"))
+    ap.add_argument("--width", type=float, default=0.5)
+    ap.add_argument("--lam", type=float, default=0.7)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "export_latency.json"))
+    args = ap.parse_args()
+    if args.quick:
+        args.batch_size, args.repeats = 8, 5
+    device = torch.device(args.device)
+    widths = tuple(sorted({args.width, 1.0}))
+    model = rd.create_model(args.model, conditioning=args.conditioning, widths=widths).eval()
+    backbone = to_plain(rd.create_model(args.model, widths=widths).eval(), {"width": args.width})
+    with tempfile.TemporaryDirectory() as d:
+        export_model(model, d, {"lam": args.lam, "width": args.width})
+        sys.path.insert(0, d)
+        from load_exported import load_exported  # the standalone loader written beside the export
+
+        exported = load_exported(d, device)
+    backbone = backbone.to(device).eval()
+    x = torch.rand(args.batch_size, 3, 32, 32, device=device)
+    t_exp, t_plain = [], []
+    with torch.inference_mode():
+        for _ in range(3):
+            exported(x), backbone(x)
+        for i in range(args.repeats):  # interleaved, alternating order
+            pair = [(exported, t_exp), (backbone, t_plain)]
+            for m, acc in (pair if i % 2 == 0 else pair[::-1]):
+                acc.append(_time(m, x, device))
+    ratio = statistics.median(t_exp) / statistics.median(t_plain)
+    result = {"benchmark": "export_latency", "model": args.model, "conditioning": args.conditioning,
+              "dials": {"lam": args.lam, "width": args.width}, "batch_size": args.batch_size,
+              "repeats": args.repeats, "median_s_exported": statistics.median(t_exp),
+              "median_s_plain_backbone": statistics.median(t_plain), "ratio": ratio,
+              "target": "ratio <= 1.02", "provenance": provenance(device)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"exported / plain backbone at width {args.width}: {ratio:.3f} -> {out}")
+
+
+if __name__ == "__main__":
+    main()

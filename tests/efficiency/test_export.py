@@ -1,0 +1,152 @@
+"""Export at fixed dials: equality with the conditioned model, standalone loader, ONNX, costs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import robustdial as rd
+from robustdial.export import export_model, to_plain
+
+
+def _randomize_bn(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+
+
+CASES = [
+    ("oat", {"lam": 0.2, "width": 0.5}),   # FiLM folded into the width-0.5 BN_a
+    ("oat", {"lam": 0.0, "width": 1.0}),   # clean BN, FiLM at λ = 0
+    ("float", {"lam": 0.7, "lam_th": 0.5, "width": 0.5}),  # fixed noise baked in
+    ("float", {"lam": 1.0, "width": 1.0}),
+    (None, {"width": 0.5}),
+]
+
+
+@pytest.mark.parametrize("conditioning,dials", CASES)
+def test_export_equals_conditioned_model(conditioning, dials):
+    model = rd.create_model("preact_resnet20", conditioning=conditioning, widths=(0.5, 1.0))
+    _randomize_bn(model)
+    model.eval()
+    x = torch.rand(4, 3, 32, 32)
+    with rd.conditioned(model, **dials, noise="fixed"), torch.no_grad():
+        ref = model(x)
+    plain = to_plain(model, dials)
+    types = {type(m) for m in plain.modules()}
+    assert all(t.__module__.startswith("torch.nn") or t.__module__.startswith("robustdial.models")
+               for t in types), types
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), ref, atol=1e-5, rtol=1e-5)
+    convs = [m for m in plain.modules() if isinstance(m, nn.Conv2d)]
+    if dials.get("width") == 0.5:
+        assert max(c.out_channels for c in convs) == 32  # 64 channels physically sliced
+
+
+def test_film_outside_sequential_becomes_bn():
+    model = rd.create_model("small_cnn", in_channels=1, conditioning="oat")
+    model.eval()
+    x = torch.rand(2, 1, 28, 28)
+    with rd.conditioned(model, lam=0.3), torch.no_grad():
+        ref = model(x)
+    plain = to_plain(model, {"lam": 0.3}, input_shape=(1, 28, 28))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), ref, atol=1e-5, rtol=1e-5)
+
+
+_RUN_LOADER = """
+import sys
+sys.modules["robustdial"] = None  # any import of robustdial now fails
+sys.path.insert(0, sys.argv[1])
+import torch
+from load_exported import load_exported
+net = load_exported(sys.argv[1])
+x = torch.load(sys.argv[2], weights_only=True)
+torch.save(net(x).detach(), sys.argv[3])
+"""
+
+
+def test_standalone_loader_without_robustdial(tmp_path):
+    model = rd.create_model("preact_resnet20", conditioning="float", widths=(0.5, 1.0))
+    _randomize_bn(model)
+    model.eval()
+    dials = {"lam": 0.7, "width": 0.5}
+    out = tmp_path / "exp"
+    layout = export_model(model, out, dials, onnx=True)
+    assert (out / "model.safetensors").is_file() and (out / "load_exported.py").is_file()
+    assert json.loads((out / "layout.json").read_text())["dials"] == {"lam": 0.7, "width": 0.5}
+    assert {m["type"] for m in layout["modules"].values()} <= {"Conv2d", "BatchNorm2d", "Linear",
+                                                               "ReLU", "AdaptiveAvgPool2d"}
+    x = torch.rand(3, 3, 32, 32)
+    torch.save(x, tmp_path / "x.pt")
+    subprocess.run([sys.executable, "-I", "-c", _RUN_LOADER, str(out), str(tmp_path / "x.pt"),
+                    str(tmp_path / "y.pt")], check=True, cwd=tmp_path, capture_output=True)
+    y = torch.load(tmp_path / "y.pt", weights_only=True)
+    with rd.conditioned(model, **dials, noise="fixed"), torch.no_grad():
+        torch.testing.assert_close(y, model(x), atol=1e-5, rtol=1e-5)
+    import onnx
+
+    proto = onnx.load(str(out / "model.onnx"))
+    onnx.checker.check_model(proto)
+    assert proto.graph.input[0].name == "images"
+
+
+def test_pruned_channels_removed_exactly():
+    from robustdial.compress import ChannelPrune
+
+    model = rd.create_model("preact_resnet20")
+    _randomize_bn(model)
+    cp = ChannelPrune(0.5)
+    cp.on_train_start(model, None)
+    model.eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    from robustdial.export import remove_zero_channels, trace
+
+    gm = trace(to_plain(model))
+    removed = remove_zero_channels(gm)
+    assert removed > 0
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_export_rejects_bad_noise_mode():
+    model = rd.create_model("preact_resnet20", conditioning="float")
+    with pytest.raises(ValueError, match="noise"):
+        to_plain(model, {"lam": 1.0}, noise="sample")
+
+
+@pytest.mark.slow
+def test_cost_cli_float_vs_oat_storage_ratio(capsys):
+    from robustdial.cli import main
+
+    rc = main(["cost", "--model", "resnet34", "--option", "conditioning=oat", "--option",
+               "embed_dim=1", "--option", "dual_bn=false", "--compare-model", "resnet34",
+               "--compare-option", "conditioning=float"])
+    assert rc == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("storage ratio")][0]
+    assert float(line.split()[2].rstrip(",")) >= 1.47
+
+
+def test_export_cli(tmp_path, capsys):
+    from robustdial.cli import main
+
+    model = rd.create_model("small_cnn", in_channels=1, conditioning="oat", widths=(0.5, 1.0))
+    rd.save(model, tmp_path / "ckpt", {"dataset": {"name": "mnist"}})
+    rc = main(["export", str(tmp_path / "ckpt"), "--dial", "lam=0.4", "--dial", "width=0.5",
+               "--out", str(tmp_path / "exp")])
+    assert rc == 0, capsys.readouterr().err
+    layout = json.loads((tmp_path / "exp" / "layout.json").read_text())
+    assert layout["input_shape"] == [1, 28, 28] and layout["dials"]["width"] == 0.5
+    rc = main(["export", str(tmp_path / "ckpt"), "--dial", "width=0.3", "--out", str(tmp_path / "x")])
+    assert rc == 2 and "0.5, 1" in capsys.readouterr().err
