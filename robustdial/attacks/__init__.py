@@ -13,6 +13,8 @@ from .base import Attack, LossFn, ce_loss
 from .cw import CW
 from .fgsm import FGSM
 from .mifgsm import MIFGSM
+from .multi_exit import (MaxAverage, RandomFusion, attack_forms, average_loss, random_fusion_loss,
+                         single_exit_loss, worst_case)
 from .parse import ATTACK_NAMES, parse_attack
 from .pgd import PGD, oat_step_size
 from .wrm import WRM
@@ -25,9 +27,16 @@ __all__ = [
     "FGSM",
     "LossFn",
     "MIFGSM",
+    "MaxAverage",
+    "RandomFusion",
     "PGD",
     "WRM",
+    "attack_forms",
+    "average_loss",
     "ce_loss",
     "oat_step_size",
     "parse_attack",
+    "random_fusion_loss",
+    "single_exit_loss",
+    "worst_case",
 ]

@@ -11,8 +11,11 @@ from .params import ParamCount, count_params, storage_bytes
 from .report import cost_report
 
 _LAZY = {
-    "expected_mflops": "early_exit",
+    "MFLOP_MACS": "early_exit",
+    "exit_costs_mflops": "early_exit",
     "exit_histogram": "early_exit",
+    "expected_cost": "early_exit",
+    "plot_exit_histograms": "early_exit",
 }
 
 __all__ = ["DelayReport", "HardwareModel", "Latency", "LayerMacs", "MacsReport", "ParamCount",

@@ -1,0 +1,149 @@
+"""RDI-Nets speed: does adaptive inference save the wall-clock time its MAC count promises?
+
+1. Inference: the authors' RDI-ResNet-38 (paper thresholds) on CIFAR-10 test
+   images. ``measured saving = 1 − t_adaptive / t_full`` (``t_full`` = the
+   backbone, final exit only, no branches), ``counted saving = 1 − E[MACs] /
+   MACs_backbone`` (conv MACs, RDI convention); the ratio measured ÷ counted
+   (target ≥ 0.8) says how much of the counted saving the vectorised
+   early exit (:func:`robustdial.models.early_exit.adaptive_forward`)
+   delivers. The RDI convention does not count the branch heads a sample
+   passes through before it exits (ResNet-38's two stage-1 heads cost 7.4
+   MFlops each), so the conv MACs *actually executed* by adaptive inference
+   are also counted with hooks, and ``measured ÷ executed`` saving is given
+   too: that ratio measures the implementation, the other the convention.
+   Minimum of the timed runs after a warm-up (robust to a shared CPU).
+2. Training: seconds per step of RDI (each defence, PGD-``k``) ÷ PGD-AT
+   (same PGD-``k``, final head only) on the same model and batch.
+
+Usage: ``python benchmarks/rdi_speed.py [--quick] [--device cuda]``. Writes
+``benchmarks/results/rdi_speed.json``. CPU timings on a shared machine are
+noisy; the threads used are recorded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from robustdial.attacks import PGD
+from robustdial.condition import conditioned
+from robustdial.cost.early_exit import exit_costs_mflops, expected_cost
+from robustdial.data import load_dataset
+from robustdial.evaluate.provenance import provenance
+from robustdial.methods.pgd_at import PGDAT
+from robustdial.methods.rdi import RDI
+from robustdial.models.convert import convert_rdi_checkpoint
+from robustdial.models.early_exit import adaptive_forward
+from robustdial.models.multi_exit import conv_macs_hook_targets
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO.parent / "shared" / "fixtures" / "rdi-resnet38-cifar10" / "checkpoint_60000.pth.tar"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn, device: torch.device, repeats: int) -> float:
+    fn()  # warm-up
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def executed_macs(model: torch.nn.Module, fn) -> int:
+    """Conv MACs actually executed by ``fn()`` (whole batch), counted with forward hooks."""
+    total = [0]
+
+    def hook(m, inp, out):
+        w = m.weight
+        total[0] += out.numel() * (inp[0].shape[1] // m.groups) * w.shape[2] * w.shape[3]
+
+    handles = [m.register_forward_hook(hook) for m in conv_macs_hook_targets(model)]
+    try:
+        fn()
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "rdi_speed.json")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    n_inf, repeats = (256, 3) if args.quick else (1024, 5)
+    train_bs, train_steps, pgd_k = (32, 2, 3) if args.quick else (128, 3, 10)
+
+    model = convert_rdi_checkpoint(FIXTURE).to(device).eval()
+    test = load_dataset("cifar10", root=args.data_root, split="test").subset(n_inf)
+    x = (test.images.float() / 255).to(device)
+    y = test.labels.to(device)
+
+    # -- inference -------------------------------------------------------------
+    with torch.no_grad():
+        _, idx = adaptive_forward(model, x)
+        t_full = _time(lambda: model(x), device, repeats)  # exit=None: backbone + final head only
+        t_adapt = _time(lambda: adaptive_forward(model, x), device, repeats)
+        t_all = _time(lambda: model.forward_exits(x), device, repeats)
+        with conditioned(model, exit="adaptive"):
+            t_dial = _time(lambda: model(x), device, repeats)
+        macs_adapt = executed_macs(model, lambda: adaptive_forward(model, x))
+        macs_full = executed_macs(model, lambda: model(x))
+    counts = torch.bincount(idx.cpu(), minlength=model.num_exits).tolist()
+    executed_saving = 1 - macs_adapt / macs_full
+    cost = expected_cost(counts, exit_costs_mflops(model))
+    measured = 1 - t_adapt / t_full
+    inference = {
+        "images": n_inf, "seconds_full_backbone": t_full, "seconds_adaptive": t_adapt,
+        "seconds_adaptive_via_dial": t_dial, "seconds_all_exits": t_all,
+        "measured_saving": measured, "counted_saving": cost["saving"],
+        "ratio_measured_over_counted": measured / cost["saving"],
+        "executed_saving": executed_saving,
+        "ratio_measured_over_executed": measured / executed_saving if executed_saving > 0 else None,
+        "exit_counts": counts, "avg_mflops": cost["mflops"],
+    }
+
+    # -- training --------------------------------------------------------------
+    train = load_dataset("cifar10", root=args.data_root, split="test").subset(train_bs)
+    xb, yb = (train.images.float() / 255).to(device), train.labels.to(device)
+    attack = PGD(eps=8 / 255, alpha=2 / 255, steps=pgd_k)
+    model.train()
+
+    def step(method):
+        def run():
+            loss, _ = method.loss(model, (xb, yb))
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+        return run
+
+    t_pgdat = _time(step(PGDAT(attack=attack)), device, train_steps)
+    training = {"batch": train_bs, "pgd_steps": pgd_k, "seconds_per_step_pgd_at": t_pgdat}
+    for d in ("main", "average", "max-average"):
+        t = _time(step(RDI(d, attack=attack)), device, train_steps)
+        training[f"seconds_per_step_rdi_{d}"] = t
+        training[f"ratio_rdi_{d}_over_pgd_at"] = t / t_pgdat
+    model.eval()
+
+    out = {"inference": inference, "training": training, "threads": torch.get_num_threads(),
+           "quick": args.quick, "provenance": provenance(device)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    print(json.dumps({"inference": inference, "training": training}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

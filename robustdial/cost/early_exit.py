@@ -1,0 +1,119 @@
+"""Expected cost of input-adaptive (early-exit) inference and exit histograms.
+
+RDI-Nets (Hu et al., ICLR 2020), Sec. 4 and Tables 2–4: "Average MFlops" is
+the per-image cost averaged over a data set, ``Σ_k P(exit k)·cost_k``, where
+``cost_k`` is the conv multiply-accumulates (MACs) of the backbone up to exit
+``k`` plus exit ``k``'s own branch (earlier branches not added), and one
+"MFlop" is 2²⁰ MACs (linear layers ignored). "Computation saving" is
+``1 − average / cost_final``, the final exit's cost being the backbone's.
+Every number here is labelled with that convention.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "MFLOP_MACS",
+    "exit_costs_mflops",
+    "exit_histogram",
+    "expected_cost",
+    "plot_exit_histograms",
+]
+
+MFLOP_MACS = 2**20
+"""MACs per "MFlop" in the RDI-Nets tables (conv MACs / 2²⁰)."""
+
+
+def exit_costs_mflops(model: nn.Module) -> list[float]:
+    """Per-exit cost in RDI "MFlops" (conv MACs / 2²⁰) from ``model.exit_macs()``."""
+    fn = getattr(model, "exit_macs", None)
+    if fn is None:
+        raise TypeError(f"{type(model).__name__} has no exit_macs(); build a multi-exit "
+                        "model with create_model(name, exits=True)")
+    return [float(m) / MFLOP_MACS for m in fn()]
+
+
+def exit_histogram(exit_index: Tensor, num_exits: int) -> list[int]:
+    """Number of samples that left at each exit (index 0 = earliest head)."""
+    idx = exit_index.reshape(-1).long().cpu()
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_exits):
+        raise ValueError(f"exit indices must lie in [0, {num_exits - 1}], got "
+                         f"[{int(idx.min())}, {int(idx.max())}]")
+    return torch.bincount(idx, minlength=num_exits).tolist()
+
+
+def expected_cost(counts: Sequence[int], costs_mflops: Sequence[float]) -> dict[str, Any]:
+    """Average cost per image and saving against the backbone (final exit).
+
+    Args:
+        counts: samples per exit (:func:`exit_histogram`).
+        costs_mflops: per-exit cost (:func:`exit_costs_mflops`).
+
+    Returns:
+        dict with ``mflops`` (average conv MACs / 2²⁰ per image), ``macs``
+        (average conv MACs per image), ``backbone_mflops`` (final exit's cost),
+        ``saving`` (fraction in [0, 1], ``1 − mflops / backbone_mflops``),
+        ``fractions`` (P(exit k)) and ``counts``.
+    """
+    if len(counts) != len(costs_mflops):
+        raise ValueError(f"{len(counts)} exit counts but {len(costs_mflops)} exit costs")
+    n = sum(counts)
+    if n == 0:
+        raise ValueError("no samples counted; the exit histogram is empty")
+    frac = [c / n for c in counts]
+    mflops = sum(f * c for f, c in zip(frac, costs_mflops))
+    backbone = float(costs_mflops[-1])
+    return {
+        "mflops": mflops,
+        "macs": mflops * MFLOP_MACS,
+        "backbone_mflops": backbone,
+        "saving": 1.0 - mflops / backbone,
+        "fractions": frac,
+        "counts": list(counts),
+        "convention": "conv MACs / 2^20 per image (RDI-Nets 'MFlops')",
+    }
+
+
+def plot_exit_histograms(histograms: Mapping[str, Sequence[int]], path: str | Path | None = None,
+                         *, title: str = "Exit distribution") -> Any:
+    """Grouped bar chart of the fraction of samples leaving at each exit (RDI-Nets Fig. 2).
+
+    Args:
+        histograms: label (``"clean"``, ``"adv: max-average"`` …) -> counts per exit.
+        path: where to save the figure (PNG/PDF by suffix); ``None``: do not save.
+        title: figure title.
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (built with the object API, Agg canvas).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not histograms:
+        raise ValueError("no histograms to plot")
+    n_exits = len(next(iter(histograms.values())))
+    fig = Figure(figsize=(1.2 + 0.9 * n_exits, 3.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(histograms)
+    for j, (label, counts) in enumerate(histograms.items()):
+        if len(counts) != n_exits:
+            raise ValueError(f"histogram {label!r} has {len(counts)} exits, expected {n_exits}")
+        total = max(sum(counts), 1)
+        xs = [k + (j - (len(histograms) - 1) / 2) * width for k in range(n_exits)]
+        ax.bar(xs, [100.0 * c / total for c in counts], width=width, label=label)
+    ax.set_xticks(range(n_exits))
+    ax.set_xticklabels([f"exit {k + 1}" if k < n_exits - 1 else "final" for k in range(n_exits)])
+    ax.set_ylabel("samples exiting (%)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(str(path), dpi=120)
+    return fig
