@@ -1,0 +1,4 @@
+"""``python -m robustdial`` = the ``robustdial`` command."""
+from robustdial.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The ``robustdial`` command: thin subcommands over the Python API.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and
+``run(args) -> int``; modules listed in :data:`SUBCOMMANDS` that are not
+present are skipped. Logs (INFO) go to stderr, results to stdout.
+
+Examples::
+
+    robustdial list-models
+    robustdial demo --out runs/demo
+    robustdial train configs/rdi_mnist_smallcnn_pgdat.yaml --set train.epochs=3 --out runs/x
+    robustdial eval runs/x --attack pgd-20 --attack fgsm --eps 0.3 --json eval.json
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+# subcommand -> module in robustdial.cli (imported when the parser is built;
+# missing modules are skipped so packages can add commands independently)
+SUBCOMMANDS: dict[str, str] = {
+    "train": "train",
+    "eval": "eval_cmd",
+    "list-models": "list_models",
+    "demo": "demo",
+    "plot": "plot",
+    "cost": "cost",
+    "export": "export",
+    "checklist": "checklist",
+}
+
+_log = logging.getLogger("robustdial")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ValueError, FileNotFoundError, NotADirectoryError,
+                                         TypeError]
+    try:
+        from robustdial.engine.checkpoint import CheckpointError
+
+        errors.append(CheckpointError)
+    except ImportError:  # pragma: no cover - partial installs
+        pass
+    return tuple(errors)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(prog="robustdial", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from robustdial import __version__
+
+    parser.add_argument("--version", action="version", version=f"robustdial {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="DEBUG logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command, module_name in SUBCOMMANDS.items():
+        full = f"{__name__}.{module_name}"
+        try:
+            module = importlib.import_module(full)
+        except ModuleNotFoundError as exc:
+            if exc.name == full:
+                continue  # not written yet / not installed
+            raise
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    _log.setLevel(level)
+    if not any(getattr(h, "_robustdial_cli", False) for h in _log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                               datefmt="%H:%M:%S"))
+        handler._robustdial_cli = True  # type: ignore[attr-defined]
+        _log.addHandler(handler)
+    for h in _log.handlers:
+        if getattr(h, "_robustdial_cli", False):
+            h.stream = sys.stderr  # the current stderr (tests capture it)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _configure_logging(args.verbose, args.quiet)
+    run = getattr(args, "func", None) or args._run
+    try:
+        return int(run(args) or 0)
+    except _user_errors() as exc:
+        message = str(exc)
+        if args.verbose:
+            _log.exception("robustdial %s failed", args.command)
+        print(f"robustdial {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"robustdial {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,162 @@
+"""Parsing helpers shared by the subcommands: fractions, ``--set``, ``--dial``, YAML recipes."""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["UsageError", "apply_overrides", "load_recipe", "parse_dials", "parse_fraction",
+           "parse_set", "resolve_checkpoint", "RECIPE_SECTIONS"]
+
+RECIPE_SECTIONS = ("model", "data", "method", "train", "eval", "transforms")
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message says how to fix it (exit status 2)."""
+
+
+def parse_fraction(text: str | float | int) -> float:
+    """``"8/255"`` -> 0.0313…, ``"0.3"`` -> 0.3; for ε and step sizes on the [0, 1] scale.
+
+    Raises:
+        UsageError: not a number or fraction, or not finite.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        s = str(text).strip()
+        try:
+            if "/" in s:
+                num, den = s.split("/", 1)
+                value = float(num) / float(den)
+            else:
+                value = float(s)
+        except (ValueError, ZeroDivisionError):
+            raise UsageError(f"{text!r} is not a number; write ε on the [0, 1] scale as a decimal "
+                             "(0.031) or a fraction (8/255)") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{text!r} is not a finite number")
+    return value
+
+
+def _yaml_value(text: str) -> Any:
+    s = text.strip()
+    if "/" in s and s.count("/") == 1 and not s.startswith(("/", ".")):
+        try:
+            return parse_fraction(s)
+        except UsageError:
+            pass
+    try:
+        return yaml.safe_load(s) if s else ""
+    except yaml.YAMLError:
+        return s
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """``"train.epochs=3"`` -> ``(["train", "epochs"], 3)``; values are YAML-typed.
+
+    ``[80, 120]`` becomes a list, ``true`` a bool, ``8/255`` a float, ``null`` None.
+    """
+    if "=" not in item:
+        raise UsageError(f"--set {item!r} must look like SECTION.KEY=VALUE, e.g. train.epochs=3")
+    key, value = item.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not parts or any(not p for p in parts):
+        raise UsageError(f"--set {item!r}: empty key; write e.g. train.lr=0.05 or method.attack.steps=10")
+    return parts, _yaml_value(value)
+
+
+def apply_overrides(recipe: Mapping[str, Any], items: list[str]) -> dict[str, Any]:
+    """A deep copy of ``recipe`` with every ``--set`` item applied (creating sub-dicts)."""
+    out = copy.deepcopy(dict(recipe))
+    for item in items:
+        parts, value = parse_set(item)
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            elif not isinstance(child, dict):
+                raise UsageError(f"--set {item!r}: {p!r} is {child!r}, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a YAML training recipe and check its top-level sections.
+
+    Raises:
+        UsageError: missing file, invalid YAML, unknown sections, missing ``model``/``data``.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"config file {file} not found; see configs/*.yaml for examples")
+    try:
+        recipe = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{file}: invalid YAML: {exc}") from None
+    if not isinstance(recipe, dict):
+        raise UsageError(f"{file}: expected a mapping with sections {', '.join(RECIPE_SECTIONS)}")
+    return recipe
+
+
+def check_recipe(recipe: Mapping[str, Any], where: str = "config") -> None:
+    """Unknown sections or missing required ones raise :class:`UsageError`."""
+    unknown = sorted(set(recipe) - set(RECIPE_SECTIONS))
+    if unknown:
+        raise UsageError(f"{where}: unknown section(s) {unknown}; valid: {', '.join(RECIPE_SECTIONS)}")
+    for section in ("model", "data"):
+        if not isinstance(recipe.get(section), dict) or "name" not in recipe[section]:
+            raise UsageError(f"{where}: section {section!r} needs at least a name, e.g. "
+                             f"{section}: {{name: {'small_cnn' if section == 'model' else 'mnist'}}}")
+    for section in ("method", "train", "eval"):
+        if recipe.get(section) is not None and not isinstance(recipe[section], dict):
+            raise UsageError(f"{where}: section {section!r} must be a mapping")
+
+
+_FLOAT_DIALS = ("lam", "lam_th", "width")
+
+
+def _dial_value(name: str, text: str) -> Any:
+    value = _yaml_value(text)
+    if name in _FLOAT_DIALS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def parse_dials(items: list[str]) -> dict[str, list[Any]]:
+    """``["lam=0,0.2", "width=0.5,1"]`` -> ``{"lam": [0.0, 0.2], "width": [0.5, 1.0]}``.
+
+    Raises:
+        UsageError: an item without ``=`` or with an empty value list.
+    """
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--dial {item!r} must look like NAME=V1[,V2...], e.g. lam=0,0.2,1")
+        name, values = item.split("=", 1)
+        name = name.strip()
+        vals = [v for v in values.split(",") if v.strip()]
+        if not name or not vals:
+            raise UsageError(f"--dial {item!r}: give a dial name and at least one value")
+        out.setdefault(name, []).extend(_dial_value(name, v) for v in vals)
+    return out
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory: ``path`` itself, or its ``best/`` (then ``last/``) sub-directory."""
+    p = Path(path)
+    if (p / "run.json").is_file():
+        return p
+    for sub in ("best", "last"):
+        if (p / sub / "run.json").is_file():
+            return p / sub
+    if not p.exists():
+        raise UsageError(f"checkpoint directory {p} does not exist")
+    raise UsageError(f"{p} is not a checkpoint directory: it holds no run.json (nor best/ or last/); "
+                     "pass the directory written by `robustdial train --out DIR`")
