@@ -94,9 +94,15 @@ def _transforms(items: Any) -> list[Any]:
         kw = dict(item)
         kw.update(kw.pop("kwargs", None) or {})
         name = kw.pop("name", None)
-        if name not in available:
-            raise UsageError(f"unknown transform {name!r}; available: {', '.join(available)}")
-        out.append(getattr(compress, name)(**kw))
+        if name in available:  # class name, e.g. BinaryRelax
+            out.append(getattr(compress, name)(**kw))
+            continue
+        try:  # recipe name, e.g. sparse_momentum
+            out.append(compress.build_transform(str(name), **kw))
+        except ValueError:
+            raise UsageError(f"unknown transform {name!r}; available: {', '.join(available)} "
+                             "(or snake_case: sparse_momentum, channel_prune, binary_relax, "
+                             "binary_connect)") from None
     return out
 
 

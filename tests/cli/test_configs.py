@@ -54,3 +54,13 @@ def test_normalize_accepts_fit_and_kwargs_spellings():
     assert out["method"] == {"name": "trades", "beta": 1.0}
     comps = build_components(recipe)
     assert isinstance(comps.method, TRADES) and comps.method.beta == 1.0
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_builds(path):
+    """All recipes, whatever paper they reproduce, build model, method, transforms and FitConfig."""
+    comps = build_components(load_recipe(path))
+    assert comps.fit_config.epochs or comps.fit_config.iterations
+    assert sum(p.numel() for p in comps.model.parameters()) > 0
+    for t in comps.transforms:
+        assert hasattr(t, "state_dict") and hasattr(t, "load_state_dict")
