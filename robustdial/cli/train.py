@@ -48,6 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="continue the run in DIR from its train_state.pt")
     p.add_argument("--data-dir", default=None,
                    help="dataset root (default $ROBUSTDIAL_DATA, else ~/.cache/robustdial/data)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch the official dataset files (md5-checked) into the data root if missing")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if available)")
     p.add_argument("--no-eval", action="store_true", help="skip the recipe's test-set evaluation")
     return p
@@ -224,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
     from robustdial.engine import fit, load
 
     recipe = normalize_recipe(apply_overrides(load_recipe(args.config), args.overrides))
+    if getattr(args, "download", False):
+        recipe["data"] = {**recipe["data"], "download": True}
     out = Path(args.out or args.resume or Path("runs") / Path(args.config).stem)
     comps = build_components(recipe, out_dir=str(out), device=args.device, resume_from=args.resume)
     train, val = load_data(recipe["data"], args.data_dir)
