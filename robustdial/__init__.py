@@ -28,6 +28,8 @@ _EXPORTS = {
     # training
     "fit": "robustdial.engine",
     "FitConfig": "robustdial.engine",
+    "FitResult": "robustdial.engine",
+    "CheckpointError": "robustdial.engine",
     "load": "robustdial.engine",
     "save": "robustdial.engine",
     # evaluation

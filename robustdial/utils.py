@@ -51,10 +51,16 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def rng_state() -> dict:
-    """Every RNG state needed to resume bit-for-bit (Python, NumPy, torch, CUDA)."""
+    """Every RNG state needed to resume bit-for-bit (Python, NumPy, torch, CUDA).
+
+    Only tensors and plain Python values, so it round-trips through
+    ``torch.save`` / ``torch.load(..., weights_only=True)``.
+    """
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -63,8 +69,12 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Inverse of :func:`rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from ..utils import rng_state as rng_state_plain  # noqa: F401  (re-exported)
+from ..utils import set_rng_state as set_rng_state_plain  # noqa: F401
 
 __all__ = ["CheckpointError", "save", "load", "save_train_state", "load_train_state",
            "rng_state_plain", "set_rng_state_plain", "unwrap", "sha256_file"]
@@ -208,32 +210,6 @@ def load(path: str | os.PathLike[str], device: torch.device | str | None = None,
 
 
 # ---------------------------------------------------------------- train state
-def rng_state_plain() -> dict[str, Any]:
-    """Python, NumPy, torch (and CUDA) RNG states as tensors and plain values."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state_plain(state: dict[str, Any]) -> None:
-    """Inverse of :func:`rng_state_plain`."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_train_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Atomically write ``state`` (tensors and plain values only) to ``path``."""
     path = Path(path)
