@@ -31,6 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="dial to cost at, e.g. width=0.5 or lam=1.0")
     p.add_argument("--input-shape", default=None, help="C,H,W of one image (default from the run or 3,32,32)")
     p.add_argument("--bits", type=int, default=8, help="bits per stored weight (FLOAT's convention: 8)")
+    p.add_argument("--quantized", metavar="SCHEME",
+                   help="also report storage with the Binary-Relax layer rule at this scheme "
+                        "(binary, ternary, 4bit or k bits; other parameters at 32 bits)")
     p.add_argument("--latency", action="store_true", help="also measure wall-clock latency")
     p.add_argument("--batch-size", type=int, default=64, help="batch for --latency")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here")
@@ -78,6 +81,14 @@ def run(args: argparse.Namespace) -> int:
     report = {"model": getattr(model, "rd_spec", {}), "input_shape": list(shape),
               "cost": cost_report(model, shape, dials=dials, bits=args.bits,
                                   latency=args.latency, batch_size=args.batch_size)}
+    if args.quantized:
+        from robustdial.compress import storage_bits
+
+        scheme = int(args.quantized) if str(args.quantized).isdigit() else args.quantized
+        bits = storage_bits(model, scheme)
+        report["quantized"] = {"scheme": str(args.quantized), "storage_bits": bits,
+                               "storage_bytes": bits / 8,
+                               "float32_bytes": storage_bits(model, "float") / 8}
     if args.compare_model:
         other, _ = _build(args.compare_model, args.compare_option, None)
         rep2 = cost_report(other, shape, dials={}, bits=args.bits, latency=args.latency,
@@ -116,6 +127,10 @@ def _print(report: dict, bits: int) -> None:
         if "latency" in c:
             out.write(f"  latency           {c['latency']['median_s'] * 1e3:.2f} ms / batch of "
                       f"{c['latency']['batch_size']}\n")
+    if "quantized" in report:
+        q = report["quantized"]
+        sys.stdout.write(f"quantized ({q['scheme']}, Binary-Relax layer rule): {q['storage_bytes'] / 1e3:.1f} kB "
+                         f"vs float32 {q['float32_bytes'] / 1e3:.1f} kB\n")
     if "compare" in report:
         sys.stdout.write(f"storage ratio {report['compare']['storage_ratio']:.3f}, "
                          f"delay ratio {report['compare']['delay_ratio']:.3f}\n")

@@ -88,3 +88,20 @@ def test_cost_report_keys_and_latency():
     assert rep["weight_density"] == 1.0
     assert rep["latency"]["median_s"] > 0
     assert rep["delay"]["normalized_max"] == 1.0
+
+
+def test_cost_command_reports_quantized_storage(tmp_path, capsys):
+    import json
+
+    from robustdial.cli import main
+
+    out = tmp_path / "cost.json"
+    rc = main(["cost", "--model", "small_cnn", "--option", "in_channels=1", "--input-shape", "1,28,28",
+               "--quantized", "binary", "--json", str(out)])
+    assert rc in (0, None)
+    rep = json.loads(out.read_text())
+    q = rep["quantized"]
+    # binary conv weights (1 bit + one fp32 scale per tensor) are far below the float32 size
+    assert q["storage_bytes"] < q["float32_bytes"] / 2
+    assert rep["cost"]["params_total"] == 312202
+    assert "Binary-Relax layer rule" in capsys.readouterr().out
