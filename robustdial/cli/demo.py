@@ -127,6 +127,7 @@ def run_demo(out: str | Path, *, seed: int = 0, eps: float = DEMO_EPS, epochs: i
     from robustdial.engine import FitConfig, fit, save
     from robustdial.evaluate import evaluate, plot_tradeoff, provenance
     from robustdial.models import create_model
+    from robustdial.utils import seed_everything
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +142,7 @@ def run_demo(out: str | Path, *, seed: int = 0, eps: float = DEMO_EPS, epochs: i
                                "entries": {}, "provenance": provenance(device)}
     for entry in entries if entries is not None else ENTRIES:
         t0 = time.perf_counter()
+        seed_everything(seed)  # the initial weights come from the seed, not from earlier entries
         model = create_model(DEMO_MODEL, num_classes=10, in_channels=1, **entry.model_options)
         method = entry.method(eps)
         n_epochs = epochs if epochs is not None else entry.epochs

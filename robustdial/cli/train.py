@@ -147,11 +147,14 @@ def build_components(recipe: Mapping[str, Any], *, out_dir: str | None = None,
     from robustdial.engine import FitConfig
     from robustdial.methods import build_method
     from robustdial.models import create_model
+    from robustdial.utils import seed_everything
 
     recipe = normalize_recipe(recipe)
     check_recipe(recipe)
     info = dataset_info(recipe["data"]["name"])
     name, options = _model_options(recipe["model"], info)
+    # Initial weights come from the run's seed, so a recipe reproduces from scratch.
+    seed_everything(int((recipe.get("train") or {}).get("seed", 0)))
     model = create_model(name, **options)
     method_section = dict(recipe.get("method") or {"name": "standard"})
     if "name" not in method_section:
