@@ -28,7 +28,6 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -36,34 +35,13 @@ from robustdial.attacks import PGD
 from robustdial.cli._common import load_recipe
 from robustdial.cli.train import build_components, load_data
 from robustdial.data import load_dataset
-from robustdial.engine import fit, load
+from robustdial.engine import EpsWarmup, fit, load
 from robustdial.evaluate import evaluate, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs/rdi_mnist_smallcnn_pgdat.yaml"
 EPS = 0.3
 TARGETS = {"clean": 98.5, "pgd-40": 88.0}  # % on the MNIST test split
-
-
-class EpsWarmup:
-    """Fit callback: the training attack's ε and step grow linearly to their final values.
-
-    Args:
-        attack: the method's PGD attack (its ``eps``/``alpha`` are set in place).
-        steps: warm-up length in optimizer steps.
-    """
-
-    def __init__(self, attack: PGD, steps: int) -> None:
-        self.attack, self.steps = attack, max(int(steps), 1)
-        self.eps, self.alpha = attack.eps, attack.alpha
-        self._set(1)
-
-    def _set(self, step: int) -> None:
-        f = min(1.0, step / self.steps)
-        self.attack.eps, self.attack.alpha = self.eps * f, self.alpha * f
-
-    def on_step_end(self, info: Any) -> None:
-        self._set(info.step + 1)  # ε for the next step
 
 
 def main() -> None:

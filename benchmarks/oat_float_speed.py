@@ -11,6 +11,12 @@ Measures, on one backbone with the same PGD-k, batch and device:
   an epoch is a fixed number of steps, so the ratio equals the epoch-time ratio),
 * inference latency per batch (median) at λ = 1 (FLOAT: fixed noise, eval mode;
   OAT: FiLM at λ = 1) and of the plain backbone.
+
+The methods are timed round-robin (one step of each per round), so load that
+drifts during the run hits all of them alike. Note what a step contains: PGD-AT
+attacks the whole batch; FLOAT attacks its adversarial half (Algorithm 1), OAT
+the λ ≠ 0 part — so at the same batch size FLOAT's epoch is *cheaper* than
+PGD-AT's, which is what the ratio reports.
 Writes ``benchmarks/results/oat_float_speed.json`` with provenance.
 
 Usage::
@@ -44,38 +50,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_training(model, method, x, y, steps: int, warmup: int) -> float:
-    """Median seconds per optimizer step (forward, attack, backward, SGD)."""
-    device = x.device
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    model.train()
-    times = []
-    for i in range(warmup + steps):
-        _sync(device)
-        t0 = time.perf_counter()
-        loss, _ = method.loss(model, (x, y))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _train_step(model, method, opt, x, y) -> None:
+    loss, _ = method.loss(model, (x, y))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
-@torch.no_grad()
-def time_inference(model, x, steps: int, warmup: int) -> float:
-    """Median seconds per eval-mode forward of the batch ``x``."""
-    model.eval()
-    times = []
+def time_round_robin(fns: dict, steps: int, warmup: int, device: torch.device) -> dict:
+    """Median seconds of each ``fns[key]()``, timed round-robin (one call of each per round).
+
+    Interleaving makes the ratios robust to load that drifts during the run;
+    the order within a round rotates so no function always runs first.
+    """
+    keys = list(fns)
+    times = {k: [] for k in keys}
     for i in range(warmup + steps):
-        _sync(x.device)
-        t0 = time.perf_counter()
-        model(x)
-        _sync(x.device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        order = keys[i % len(keys):] + keys[:i % len(keys)]
+        for k in order:
+            _sync(device)
+            t0 = time.perf_counter()
+            fns[k]()
+            _sync(device)
+            if i >= warmup:
+                times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -111,18 +110,27 @@ def main() -> None:
     setups = {"pgd_at": (None, PGDAT(lam=1.0, attack=attack)),
               "float": ("float", FLOAT(attack=attack)),
               "oat": ("oat", OAT(attack=attack, seed=0))}
-    train_s, infer_s, params = {}, {}, {}
+    models, params, train_fns, infer_fns = {}, {}, {}, {}
     for key, (cond, method) in setups.items():
-        model = build(cond)
-        params[key] = sum(q.numel() for q in model.parameters())
-        train_s[key] = time_training(model, method, x, y, args.steps, args.warmup)
-        if cond is None:
-            infer_s["plain"] = time_inference(model, x, args.steps, args.warmup)
-        else:
-            with rd.conditioned(model, lam=1.0):
-                infer_s[key] = time_inference(model, x, args.steps, args.warmup)
+        model = build(cond).train()
+        models[key], params[key] = model, sum(q.numel() for q in model.parameters())
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        train_fns[key] = (lambda m=model, me=method, o=opt: _train_step(m, me, o, x, y))
+    train_s = time_round_robin(train_fns, args.steps, args.warmup, device)
+
+    def infer(model):
+        with torch.no_grad():
+            model(x)
+
+    for key, model in models.items():
+        model.eval()
+        if key != "pgd_at":
+            rd.set_condition(model, lam=1.0)  # the dial stays set for the timed forwards
+        infer_fns["plain" if key == "pgd_at" else key] = (lambda m=model: infer(m))
+    infer_s = time_round_robin(infer_fns, args.steps, args.warmup, device)
+    for key in setups:
         print(f"{key:7s} params {params[key]:>11,}  train {train_s[key] * 1e3:8.1f} ms/step  "
-              f"infer {infer_s.get(key, infer_s.get('plain')) * 1e3:7.2f} ms/batch", flush=True)
+              f"infer {infer_s['plain' if key == 'pgd_at' else key] * 1e3:7.2f} ms/batch", flush=True)
     ratios = {
         "train_float_over_pgd_at": train_s["float"] / train_s["pgd_at"],
         "train_oat_over_pgd_at": train_s["oat"] / train_s["pgd_at"],

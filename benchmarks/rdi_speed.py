@@ -32,6 +32,7 @@ from robustdial.attacks import PGD
 from robustdial.condition import conditioned
 from robustdial.cost.early_exit import exit_costs_mflops, expected_cost
 from robustdial.data import load_dataset
+from robustdial.engine import load
 from robustdial.evaluate.provenance import provenance
 from robustdial.methods.pgd_at import PGDAT
 from robustdial.methods.rdi import RDI
@@ -77,23 +78,9 @@ def executed_macs(model: torch.nn.Module, fn) -> int:
     return total[0]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "rdi_speed.json")
-    args = p.parse_args()
-    device = torch.device(args.device)
-    n_inf, repeats = (256, 3) if args.quick else (1024, 5)
-    train_bs, train_steps, pgd_k = (32, 2, 3) if args.quick else (128, 3, 10)
-
-    model = convert_rdi_checkpoint(FIXTURE).to(device).eval()
-    test = load_dataset("cifar10", root=args.data_root, split="test").subset(n_inf)
-    x = (test.images.float() / 255).to(device)
-    y = test.labels.to(device)
-
-    # -- inference -------------------------------------------------------------
+def measure_inference(model: torch.nn.Module, x: torch.Tensor, device: torch.device,
+                      repeats: int) -> dict:
+    """Time the backbone, adaptive inference and all exits on ``x``; savings and their ratios."""
     with torch.no_grad():
         _, idx = adaptive_forward(model, x)
         t_full = _time(lambda: model(x), device, repeats)  # exit=None: backbone + final head only
@@ -107,15 +94,55 @@ def main() -> None:
     executed_saving = 1 - macs_adapt / macs_full
     cost = expected_cost(counts, exit_costs_mflops(model))
     measured = 1 - t_adapt / t_full
-    inference = {
-        "images": n_inf, "seconds_full_backbone": t_full, "seconds_adaptive": t_adapt,
+    return {
+        "images": int(x.shape[0]), "seconds_full_backbone": t_full, "seconds_adaptive": t_adapt,
         "seconds_adaptive_via_dial": t_dial, "seconds_all_exits": t_all,
         "measured_saving": measured, "counted_saving": cost["saving"],
         "ratio_measured_over_counted": measured / cost["saving"],
         "executed_saving": executed_saving,
         "ratio_measured_over_executed": measured / executed_saving if executed_saving > 0 else None,
         "exit_counts": counts, "avg_mflops": cost["mflops"],
+        "thresholds": [float(t) for t in model.exit_thresholds],
     }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "rdi_speed.json")
+    p.add_argument("--smallcnn", type=Path, default=None,
+                   help="also time a trained RDI-SmallCNN checkpoint on MNIST (e.g. "
+                        "runs/rdi_mnist_table2/cpu_medium/average from rdi_mnist_table2.py)")
+    p.add_argument("--parts", default="inference,training",
+                   help="comma list of what to time: inference, training")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    n_inf, repeats = (256, 3) if args.quick else (1024, 5)
+    train_bs, train_steps, pgd_k = (32, 2, 3) if args.quick else (128, 3, 10)
+
+    model = convert_rdi_checkpoint(FIXTURE).to(device).eval()
+    test = load_dataset("cifar10", root=args.data_root, split="test").subset(n_inf)
+    x = (test.images.float() / 255).to(device)
+    out = {"threads": torch.get_num_threads(), "quick": args.quick}
+    if "inference" in args.parts:
+        out["inference"] = {"model": "RDI-ResNet-38 (authors' weights, paper thresholds)",
+                            "data": "cifar10 test", **measure_inference(model, x, device, repeats)}
+        print(json.dumps({"inference": out["inference"]}, indent=1), flush=True)
+    if args.smallcnn is not None and "inference" in args.parts:
+        small = load(args.smallcnn, device=device).eval()
+        mnist = load_dataset("mnist", root=args.data_root, split="test").subset(n_inf)
+        xs = (mnist.images.float() / 255).to(device)
+        out["inference_smallcnn"] = {"model": f"RDI-SmallCNN from {args.smallcnn} (calibrated "
+                                              f"thresholds stored in the checkpoint)",
+                                     "data": "mnist test",
+                                     **measure_inference(small, xs, device, repeats)}
+        print(json.dumps({"inference_smallcnn": out["inference_smallcnn"]}, indent=1), flush=True)
+    if "training" not in args.parts:
+        out["provenance"] = provenance(device)
+        _write(args.out, out)
+        return
 
     # -- training --------------------------------------------------------------
     train = load_dataset("cifar10", root=args.data_root, split="test").subset(train_bs)
@@ -138,11 +165,15 @@ def main() -> None:
         training[f"ratio_rdi_{d}_over_pgd_at"] = t / t_pgdat
     model.eval()
 
-    out = {"inference": inference, "training": training, "threads": torch.get_num_threads(),
-           "quick": args.quick, "provenance": provenance(device)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(json.dumps({"inference": inference, "training": training}, indent=1))
+    out["training"] = training
+    out["provenance"] = provenance(device)
+    _write(args.out, out)
+    print(json.dumps({"training": training}, indent=1))
+
+
+def _write(path: Path, out: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

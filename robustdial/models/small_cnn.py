@@ -20,6 +20,9 @@ branch layers of the authors' ``mnist/models.py``:
 
 Conditioning: ``layers.cond(C)`` sits after each backbone conv, before its
 ReLU (Identity by default, FiLM under OAT). The head convolution has none.
+With ``batch_norm=True`` (not in the paper) each backbone conv loses its bias
+and is followed by ``layers.norm(C)`` instead (BN; dual BN + FiLM under OAT,
+dual BN under FLOAT), the placement REFERENCE.md gives for OAT/FLOAT nets.
 
 State-dict mapping from the authors' checkpoint: ``conv{i}`` →
 ``segments.{s}.conv{i}`` (with exits: conv1 in segment 0, conv2/conv3 in 1,
@@ -43,10 +46,12 @@ EXIT_THRESHOLDS = (0.023, 0.014)
 
 
 def _conv_stage(layers: LayerSet, i: int, in_ch: int, out_ch: int,
-                pool: bool) -> list[tuple[str, nn.Module]]:
-    mods: list[tuple[str, nn.Module]] = [(f"conv{i}", layers.conv(in_ch, out_ch, 3, bias=True)),
-                                         (f"cond{i}", layers.cond(out_ch)),
-                                         (f"relu{i}", nn.ReLU())]
+                pool: bool, batch_norm: bool) -> list[tuple[str, nn.Module]]:
+    if batch_norm:  # conv (no bias) → BN (dual BN + FiLM under OAT, dual BN under FLOAT)
+        mods = [(f"conv{i}", layers.conv(in_ch, out_ch, 3, bias=False)), (f"bn{i}", layers.norm(out_ch))]
+    else:  # the paper's network: conv with bias → conditioning point (FiLM under OAT)
+        mods = [(f"conv{i}", layers.conv(in_ch, out_ch, 3, bias=True)), (f"cond{i}", layers.cond(out_ch))]
+    mods.append((f"relu{i}", nn.ReLU()))
     if pool:
         mods.append((f"pool{i}", nn.MaxPool2d(2)))
     return mods
@@ -61,19 +66,24 @@ class SmallCNN(MultiExitNet):
         in_channels: image channels.
         exits: add the two early exits (3 outputs).
         dropout: dropout probability of the fc stacks (0.5 in the paper).
+        batch_norm: put a BatchNorm after each backbone conv (conv bias dropped).
+            Not in the paper; it gives OAT/FLOAT their dual-BN half (and OAT
+            its FiLM-after-BN placement) on MNIST-sized experiments. Off by
+            default, so counts and the authors' weights are unchanged.
 
     Shape:
         (B, in_channels, 28, 28) -> (B, num_classes)
     """
 
     def __init__(self, layers: LayerSet, *, num_classes: int = 10, in_channels: int = 1,
-                 exits: bool = False, dropout: float = 0.5) -> None:
+                 exits: bool = False, dropout: float = 0.5, batch_norm: bool = False) -> None:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         parts = [
-            _conv_stage(layers, 1, in_channels, 32, pool=False),
-            _conv_stage(layers, 2, 32, 32, pool=True) + _conv_stage(layers, 3, 32, 64, pool=False),
-            _conv_stage(layers, 4, 64, 64, pool=True),
+            _conv_stage(layers, 1, in_channels, 32, pool=False, batch_norm=batch_norm),
+            _conv_stage(layers, 2, 32, 32, pool=True, batch_norm=batch_norm)
+            + _conv_stage(layers, 3, 32, 64, pool=False, batch_norm=batch_norm),
+            _conv_stage(layers, 4, 64, 64, pool=True, batch_norm=batch_norm),
         ]
         final = nn.Sequential(OrderedDict([
             ("flatten", nn.Flatten(1)), ("fc1", layers.linear(64 * 4 * 4, 200)),
@@ -118,7 +128,10 @@ class SmallCNN(MultiExitNet):
 
 @register_model
 def small_cnn(*, num_classes: int = 10, layers: LayerSet | None = None, in_channels: int = 1,
-              exits: bool = False, dropout: float = 0.5) -> SmallCNN:
-    """MNIST SmallCNN (312,202 params); ``exits=True``: RDI-SmallCNN (836,846 params)."""
+              exits: bool = False, dropout: float = 0.5, batch_norm: bool = False) -> SmallCNN:
+    """MNIST SmallCNN (312,202 params); ``exits=True``: RDI-SmallCNN (836,846 params).
+
+    ``batch_norm=True`` adds a BN after each backbone conv (see :class:`SmallCNN`).
+    """
     return SmallCNN(layers or plain_layer_set(), num_classes=num_classes,
-                    in_channels=in_channels, exits=exits, dropout=dropout)
+                    in_channels=in_channels, exits=exits, dropout=dropout, batch_norm=batch_norm)

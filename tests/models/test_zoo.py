@@ -145,3 +145,34 @@ def test_bad_architecture_arguments_raise():
         WideResNet(plain_layer_set(), 17, 2)
     with pytest.raises(TypeError, match="unknown option"):
         create_model("resnet18", exits=True)
+
+
+def test_small_cnn_batch_norm_variant():
+    """``batch_norm=True``: conv (no bias) → BN before each ReLU; dual BN + FiLM under OAT."""
+    from robustdial.layers import DualBatchNorm2d
+    from robustdial.layers.film import FiLM
+
+    plain = create_model("small_cnn", batch_norm=True)
+    bns = [m for m in plain.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert [b.num_features for b in bns] == [32, 32, 64, 64]
+    # 312,202 − 192 conv biases + 4 BNs × 2 × C (192 channels)
+    assert sum(p.numel() for p in plain.parameters()) == 312_202 - 192 + 2 * 192
+    assert all(m.bias is None for m in plain.modules() if isinstance(m, nn.Conv2d))
+    oat = create_model("small_cnn", conditioning="oat", batch_norm=True)
+    assert sum(isinstance(m, FiLM) for m in oat.modules()) == 4
+    assert sum(isinstance(m, DualBatchNorm2d) for m in oat.modules()) == 4
+    flt = create_model("small_cnn", conditioning="float", batch_norm=True)
+    assert sum(isinstance(m, DualBatchNorm2d) for m in flt.modules()) == 4
+    # the dual BN routes: a clean (λ=0) and an adversarial (λ=1) forward of the
+    # same batch update different running statistics
+    flt.train()
+    x = image("small_cnn", batch=8)
+    set_condition(flt, lam=0.0)
+    flt(x)
+    dbn = next(m for m in flt.modules() if isinstance(m, DualBatchNorm2d))
+    assert dbn.bn_c.num_batches_tracked == 1 and dbn.bn_a.num_batches_tracked == 0
+    set_condition(flt, lam=1.0)
+    flt(x)
+    assert dbn.bn_a.num_batches_tracked == 1
+    # the default (paper) network is unchanged, exits too
+    assert sum(p.numel() for p in create_model("small_cnn", exits=True).parameters()) == 836_846
