@@ -21,6 +21,17 @@ Implementation notes (REFERENCE.md, OAT section):
   1-d encoding, valid for every λ in [0, 1].
 * FiLM MLP: ``Linear(d, 2C) → LeakyReLU → Linear(2C, 2C)``; split into scale μ
   and shift σ, both through leaky ReLU (slope 0.01); ``out = x·μ + σ``.
+* **Initialisation (decision).** With PyTorch's default init of the MLP (the
+  authors' code), μ starts near 0 (|μ| ≲ 0.1, and ≈ 0.01× that where the
+  leaky ReLU clips it), so every FiLM shrinks its features ~30×. A ResNet's
+  identity shortcuts carry the signal past that; a plain stack does not: OAT
+  SmallCNN (with or without BN) sat at chance with gradient norms ≈ 0.08 for
+  every λ in our runs. ``init="identity"`` (the default) keeps the form
+  ``x·μ + σ`` and the default weights but sets the second layer's bias to 1 on
+  the μ half and 0 on the σ half, so μ ≈ 1 ± 0.1 and σ ≈ 0 at the start: each
+  FiLM begins as (nearly) the identity and still differs per λ. The same
+  SmallCNN then trains like the plain net. ``init="pytorch"`` restores the
+  authors' initialisation.
 """
 from __future__ import annotations
 
@@ -35,6 +46,7 @@ from ..condition import Condition, DialSpec, Interval
 __all__ = ["FiLM", "LambdaEncoding", "oat_layer_set"]
 
 OAT_LAM_VALUES = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
+FILM_INITS = ("identity", "pytorch")
 _SLOPE = 0.01  # leaky ReLU slope of the original FiLM layers
 
 
@@ -165,18 +177,28 @@ class FiLM(nn.Module):
         encoding: the model's shared :class:`LambdaEncoding`.
         register_encoding: register ``encoding`` as a submodule (exactly one
             FiLM per model should, so the state dict stores it once).
+        init: ``"identity"`` (default: μ ≈ 1, σ ≈ 0 at the start, see the module
+            notes) or ``"pytorch"`` (the default init of both Linear layers, as
+            the authors' code).
 
     Shape:
         (B, C, ...) -> (B, C, ...); λ is a float or a (B,) tensor from the condition.
     """
 
     def __init__(self, num_features: int, encoding: LambdaEncoding, *,
-                 register_encoding: bool = True) -> None:
+                 register_encoding: bool = True, init: str = "identity") -> None:
         super().__init__()
+        if init not in FILM_INITS:
+            raise ValueError(f"film_init must be one of {FILM_INITS}, got {init!r}")
         self.num_features = int(num_features)
         C, d = self.num_features, encoding.dim
         self.fc1 = nn.Linear(d, 2 * C)
         self.fc2 = nn.Linear(2 * C, 2 * C)
+        self.init = init
+        if init == "identity":
+            with torch.no_grad():  # μ half of the output starts at 1, σ half at 0
+                self.fc2.bias.zero_()
+                self.fc2.bias[:C] = 1.0
         if register_encoding:
             self.encoding = encoding
         else:  # an unregistered reference: not in state_dict / parameters / .to() twice
@@ -204,11 +226,12 @@ class FiLM(nn.Module):
         return torch.addcmul(sigma.reshape(shape), x, mu.reshape(shape))  # x·μ + σ
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, embed_dim={self.encoding.dim}"
+        return f"{self.num_features}, embed_dim={self.encoding.dim}, init={self.init!r}"
 
 
 def oat_layer_set(base, *, embed_dim: int = 128, dual_bn: bool = True,
-                  lam_values: Sequence[float] = OAT_LAM_VALUES, encoding_seed: int = 0):
+                  lam_values: Sequence[float] = OAT_LAM_VALUES, encoding_seed: int = 0,
+                  film_init: str = "identity"):
     """OAT's layer factories: ``norm`` = (dual) BN followed by FiLM.
 
     Args:
@@ -217,6 +240,8 @@ def oat_layer_set(base, *, embed_dim: int = 128, dual_bn: bool = True,
         dual_bn: BN_c / BN_a pairs routed by λ (OAT) instead of one BN.
         lam_values: training λ values (the rows of the encoding).
         encoding_seed: seed of the encoding matrix.
+        film_init: FiLM initialisation, ``"identity"`` (default) or ``"pytorch"``
+            (the authors'); see the module notes.
 
     Returns:
         The new ``LayerSet``: ``norm(C)`` -> ``Sequential(DualBN(C) | BN(C), FiLM(C))``,
@@ -225,13 +250,15 @@ def oat_layer_set(base, *, embed_dim: int = 128, dual_bn: bool = True,
     """
     from .dual_bn import DualBatchNorm2d
 
+    if film_init not in FILM_INITS:
+        raise ValueError(f"film_init must be one of {FILM_INITS}, got {film_init!r}")
     encoding = LambdaEncoding(lam_values, dim=embed_dim, seed=encoding_seed)
     registered = [False]
 
     def film(C: int) -> FiLM:
         first = not registered[0]
         registered[0] = True
-        return FiLM(C, encoding, register_encoding=first)
+        return FiLM(C, encoding, register_encoding=first, init=film_init)
 
     def bn(C: int) -> nn.Module:
         return DualBatchNorm2d(C) if dual_bn else nn.BatchNorm2d(C)

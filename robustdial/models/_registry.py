@@ -17,7 +17,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 # Options consumed here and turned into layer factories for the entrypoint.
 _LAYER_OPTIONS = ("conditioning", "widths", "embed_dim", "dual_bn", "alpha_init", "encoding_seed", "noise_seed",
-                  "lam_values", "switchable_bn")
+                  "lam_values", "switchable_bn", "film_init")
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

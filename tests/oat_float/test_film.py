@@ -7,6 +7,7 @@ from torch import nn
 
 import robustdial as rd
 from robustdial.layers import DualBatchNorm2d
+from robustdial.export import film_affine
 from robustdial.layers.film import FiLM, LambdaEncoding
 from _nets import TinyNet
 
@@ -142,3 +143,61 @@ def test_oat_param_count_of_film():
     # FiLM(C) with d-dim encoding: Linear(d, 2C) + Linear(2C, 2C)
     enc = LambdaEncoding(dim=128)
     assert sum(p.numel() for p in FiLM(64, enc).parameters()) == 128 * 128 + 128 + 128 * 128 + 128
+
+
+def test_film_identity_init_starts_near_identity():
+    """Default init: μ ≈ 1, σ ≈ 0 for every training λ; ``init="pytorch"`` is the authors' (μ ≈ 0)."""
+    torch.manual_seed(0)
+    enc = LambdaEncoding(VALUES, dim=128)
+    film = FiLM(32, enc)
+    x = torch.randn(4, 32, 3, 3)
+    for lam in VALUES:
+        rd.set_condition(film, lam=lam)
+        mu, sigma = film_affine(film, lam)
+        assert mu.min() > 0.6 and mu.max() < 1.4 and sigma.abs().max() < 0.4
+        assert (film(x) - x).abs().mean() < 0.3 * x.abs().mean()
+    # λ still matters from the first step: different rows give different modulations
+    assert not torch.allclose(film_affine(film, 0.0)[0], film_affine(film, 1.0)[0])
+    old = FiLM(32, enc, init="pytorch")
+    mu, _ = film_affine(old, 0.0)
+    assert mu.abs().max() < 0.3  # the ~30× shrink that stalls plain stacks
+    with pytest.raises(ValueError, match="film_init must be one of"):
+        FiLM(4, enc, init="ones")
+    with pytest.raises(ValueError, match="film_init must be one of"):
+        rd.create_model("small_cnn", conditioning="oat", film_init="zeros")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_oat_small_cnn_learns_with_identity_init(shared_data_root, batch_norm):
+    """OAT SmallCNN (4 FiLMs in a plain stack) trains on real MNIST; the authors' init does not.
+
+    Clean OAT training (λ = 0 only) for 60 SGD steps: the identity-start FiLM
+    gets the loss well below chance, PyTorch's default init stays at
+    log(10) ≈ 2.30 (μ ≈ 0 shrinks every feature map, the gradients vanish).
+    """
+    from robustdial.data import load_dataset
+    from robustdial.methods.oat import OAT
+
+    data = load_dataset("mnist", root=shared_data_root, split="train").subset(2048)
+    x, y = data.images.float() / 255, data.labels
+    final = {}
+    for init in ("identity", "pytorch"):
+        torch.manual_seed(0)
+        net = rd.create_model("small_cnn", conditioning="oat", lam_values=(0.0,), film_init=init,
+                              batch_norm=batch_norm).train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
+        method = OAT(lam_values=(0.0,), seed=0)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(60):
+            i = torch.randint(0, len(y), (64,), generator=g)
+            loss, _ = method.loss(net, (x[i], y[i]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad(), rd.conditioned(net, lam=0.0):
+            final[init] = (nn.functional.cross_entropy(net(x[:512]), y[:512]).item(),
+                           (net(x[:512]).argmax(1) == y[:512]).float().mean().item())
+    assert final["identity"][0] < 1.0 and final["identity"][1] > 0.7, final
+    assert final["pytorch"][0] > 2.2, final
