@@ -8,9 +8,10 @@
    early exit (:func:`robustdial.models.early_exit.adaptive_forward`)
    delivers. The RDI convention does not count the branch heads a sample
    passes through before it exits (ResNet-38's two stage-1 heads cost 7.4
-   MFlops each), so the conv MACs *actually executed* by adaptive inference
-   are also counted with hooks, and ``measured ÷ executed`` saving is given
-   too: that ratio measures the implementation, the other the convention.
+   MFlops each), so the saving in conv MACs *actually executed* by adaptive
+   inference (``exit_macs("executed")``: earlier heads included; a test checks
+   it against hook counts) is given too, with ``measured ÷ executed``: that
+   ratio measures the implementation, the other the convention.
    Minimum of the timed runs after a warm-up (robust to a shared CPU).
 2. Training: seconds per step of RDI (each defence, PGD-``k``) ÷ PGD-AT
    (same PGD-``k``, final head only) on the same model and batch.
@@ -38,7 +39,6 @@ from robustdial.methods.pgd_at import PGDAT
 from robustdial.methods.rdi import RDI
 from robustdial.models.convert import convert_rdi_checkpoint
 from robustdial.models.early_exit import adaptive_forward
-from robustdial.models.multi_exit import conv_macs_hook_targets
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO.parent / "shared" / "fixtures" / "rdi-resnet38-cifar10" / "checkpoint_60000.pth.tar"
@@ -61,23 +61,6 @@ def _time(fn, device: torch.device, repeats: int) -> float:
     return min(times)
 
 
-def executed_macs(model: torch.nn.Module, fn) -> int:
-    """Conv MACs actually executed by ``fn()`` (whole batch), counted with forward hooks."""
-    total = [0]
-
-    def hook(m, inp, out):
-        w = m.weight
-        total[0] += out.numel() * (inp[0].shape[1] // m.groups) * w.shape[2] * w.shape[3]
-
-    handles = [m.register_forward_hook(hook) for m in conv_macs_hook_targets(model)]
-    try:
-        fn()
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0]
-
-
 def measure_inference(model: torch.nn.Module, x: torch.Tensor, device: torch.device,
                       repeats: int) -> dict:
     """Time the backbone, adaptive inference and all exits on ``x``; savings and their ratios."""
@@ -88,11 +71,11 @@ def measure_inference(model: torch.nn.Module, x: torch.Tensor, device: torch.dev
         t_all = _time(lambda: model.forward_exits(x), device, repeats)
         with conditioned(model, exit="adaptive"):
             t_dial = _time(lambda: model(x), device, repeats)
-        macs_adapt = executed_macs(model, lambda: adaptive_forward(model, x))
-        macs_full = executed_macs(model, lambda: model(x))
     counts = torch.bincount(idx.cpu(), minlength=model.num_exits).tolist()
-    executed_saving = 1 - macs_adapt / macs_full
-    cost = expected_cost(counts, exit_costs_mflops(model))
+    rdi_costs = exit_costs_mflops(model)
+    cost = expected_cost(counts, rdi_costs)
+    executed_saving = expected_cost(counts, exit_costs_mflops(model, "executed"),
+                                    backbone_mflops=rdi_costs[-1], convention="executed")["saving"]
     measured = 1 - t_adapt / t_full
     return {
         "images": int(x.shape[0]), "seconds_full_backbone": t_full, "seconds_adaptive": t_adapt,

@@ -7,6 +7,11 @@ the per-image cost averaged over a data set, ``Σ_k P(exit k)·cost_k``, where
 "MFlop" is 2²⁰ MACs (linear layers ignored). "Computation saving" is
 ``1 − average / cost_final``, the final exit's cost being the backbone's.
 Every number here is labelled with that convention.
+
+That convention leaves out the heads a sample passes before it exits, which
+adaptive inference must run to decide. ``convention="executed"`` counts them
+(cost of exit k = backbone up to k + heads 0…k); its saving is against the
+same backbone cost, so it is what a wall-clock measurement can reach.
 """
 from __future__ import annotations
 
@@ -29,13 +34,18 @@ MFLOP_MACS = 2**20
 """MACs per "MFlop" in the RDI-Nets tables (conv MACs / 2²⁰)."""
 
 
-def exit_costs_mflops(model: nn.Module) -> list[float]:
-    """Per-exit cost in RDI "MFlops" (conv MACs / 2²⁰) from ``model.exit_macs()``."""
+def exit_costs_mflops(model: nn.Module, convention: str = "rdi") -> list[float]:
+    """Per-exit cost in "MFlops" (conv MACs / 2²⁰) from ``model.exit_macs(convention)``.
+
+    Args:
+        model: a multi-exit model.
+        convention: ``"rdi"`` (the papers') or ``"executed"`` (earlier heads added).
+    """
     fn = getattr(model, "exit_macs", None)
     if fn is None:
         raise TypeError(f"{type(model).__name__} has no exit_macs(); build a multi-exit "
                         "model with create_model(name, exits=True)")
-    return [float(m) / MFLOP_MACS for m in fn()]
+    return [float(m) / MFLOP_MACS for m in fn(convention)]
 
 
 def exit_histogram(exit_index: Tensor, num_exits: int) -> list[int]:
@@ -47,12 +57,17 @@ def exit_histogram(exit_index: Tensor, num_exits: int) -> list[int]:
     return torch.bincount(idx, minlength=num_exits).tolist()
 
 
-def expected_cost(counts: Sequence[int], costs_mflops: Sequence[float]) -> dict[str, Any]:
+def expected_cost(counts: Sequence[int], costs_mflops: Sequence[float], *,
+                  backbone_mflops: float | None = None, convention: str = "rdi") -> dict[str, Any]:
     """Average cost per image and saving against the backbone (final exit).
 
     Args:
         counts: samples per exit (:func:`exit_histogram`).
         costs_mflops: per-exit cost (:func:`exit_costs_mflops`).
+        backbone_mflops: cost of the backbone alone (final exit only); default
+            ``costs_mflops[-1]``, right for the ``"rdi"`` convention. Pass
+            the RDI final-exit cost with ``"executed"`` costs.
+        convention: the name of the costs' convention, recorded in the result.
 
     Returns:
         dict with ``mflops`` (average conv MACs / 2²⁰ per image), ``macs``
@@ -67,7 +82,7 @@ def expected_cost(counts: Sequence[int], costs_mflops: Sequence[float]) -> dict[
         raise ValueError("no samples counted; the exit histogram is empty")
     frac = [c / n for c in counts]
     mflops = sum(f * c for f, c in zip(frac, costs_mflops))
-    backbone = float(costs_mflops[-1])
+    backbone = float(costs_mflops[-1] if backbone_mflops is None else backbone_mflops)
     return {
         "mflops": mflops,
         "macs": mflops * MFLOP_MACS,
@@ -75,7 +90,8 @@ def expected_cost(counts: Sequence[int], costs_mflops: Sequence[float]) -> dict[
         "saving": 1.0 - mflops / backbone,
         "fractions": frac,
         "counts": list(counts),
-        "convention": "conv MACs / 2^20 per image (RDI-Nets 'MFlops')",
+        "convention": ("conv MACs / 2^20 per image (RDI-Nets 'MFlops')" if convention == "rdi"
+                       else f"conv MACs / 2^20 per image, {convention} (earlier exit heads included)"),
     }
 
 

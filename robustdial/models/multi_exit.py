@@ -11,7 +11,10 @@ segment and one head; it has no ``exit`` dial.
 
 Cost convention (RDI-Nets' "MFlops"): conv multiply-accumulates only (linear
 layers ignored); cost of exit k = backbone convs up to exit k plus exit k's own
-head convs (earlier heads are not added). MFlops = MACs / 2²⁰.
+head convs (earlier heads are not added). MFlops = MACs / 2²⁰. The
+``"executed"`` convention of :meth:`MultiExitNet.exit_macs` adds the heads of
+the earlier exits too: what adaptive inference really runs for a sample that
+leaves at exit k (it had to evaluate every earlier head to decide to go on).
 """
 from __future__ import annotations
 
@@ -177,13 +180,22 @@ class MultiExitNet(nn.Module):
 
     # -- cost ------------------------------------------------------------------
     @torch.no_grad()
-    def exit_macs(self) -> list[int]:
-        """Per-sample conv MACs of each exit (RDI convention, see module docstring).
+    def exit_macs(self, convention: str = "rdi") -> list[int]:
+        """Per-sample conv MACs of a sample that leaves at each exit.
+
+        Args:
+            convention: ``"rdi"`` (the papers' tables: backbone up to exit k +
+                head k) or ``"executed"`` (backbone up to exit k + heads 0…k,
+                what :func:`~robustdial.models.early_exit.adaptive_forward`
+                runs). Both give the same final-exit-only backbone cost
+                ``exit_macs("rdi")[-1]``, the reference of a saving.
 
         Runs one dummy input of ``input_size`` through the model in eval mode
         (the training mode is restored) with forward hooks on every conv, so
         the count follows the dials in force (e.g. a slimmable ``width``).
         """
+        if convention not in ("rdi", "executed"):
+            raise ValueError(f"convention must be 'rdi' or 'executed', got {convention!r}")
         param = next(self.parameters())
         x = torch.zeros((1, *self.input_size), device=param.device, dtype=param.dtype)
         counter = [0]
@@ -196,20 +208,22 @@ class MultiExitNet(nn.Module):
         self.eval()
         try:
             costs = []
-            backbone = 0
+            backbone = heads_before = 0
             for seg, head in zip(self.segments, self.heads):
                 counter[0] = 0
                 x = seg(x)
                 backbone += counter[0]
                 counter[0] = 0
                 head(x)
-                costs.append(backbone + counter[0])
+                extra = heads_before if convention == "executed" else 0
+                costs.append(backbone + extra + counter[0])
+                heads_before += counter[0]
         finally:
             for h in handles:
                 h.remove()
             self.train(was_training)
         return costs
 
-    def exit_mflops(self) -> list[float]:
+    def exit_mflops(self, convention: str = "rdi") -> list[float]:
         """:meth:`exit_macs` / 2²⁰ — the papers' "MFlops"."""
-        return [m / 2**20 for m in self.exit_macs()]
+        return [m / 2**20 for m in self.exit_macs(convention)]
