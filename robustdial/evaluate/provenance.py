@@ -3,6 +3,11 @@
 Every benchmark and report JSON embeds :func:`provenance` so a number can be
 traced back to the code and machine that produced it. No hostname or user
 name is recorded.
+
+The code version is read when this module is first imported, i.e. when the
+run starts: a long benchmark that writes its JSON hours later must not claim
+a commit made while it ran. If the checkout changed in between, the state at
+write time is recorded too (``git_commit_at_write``, ``git_dirty_at_write``).
 """
 from __future__ import annotations
 
@@ -29,6 +34,16 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def _git_state() -> tuple[str | None, bool | None]:
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return commit, (bool(status) if status is not None else None)
+
+
+# The code version when the process imported this module (a constant, never reassigned).
+_AT_START: tuple[str | None, bool | None] = _git_state()
+
+
 def _device_name(device: torch.device | str | None) -> str:
     device = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
@@ -46,20 +61,22 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
 
     Returns:
         dict with ``command`` (``sys.argv``), ``git_commit`` and ``git_dirty``
-        (``None`` outside a git checkout), ``robustdial``, ``torch`` and
+        (``None`` outside a git checkout) as they were when the run started
+        (plus ``git_commit_at_write`` / ``git_dirty_at_write`` if the checkout
+        changed since), ``robustdial``, ``torch`` and
         ``python`` versions, ``device``, ``threads`` (torch intra-op threads),
         ``platform`` and a UTC ``timestamp`` (ISO 8601).
     """
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    commit, dirty = _AT_START
+    now = _git_state()
     try:
         from robustdial import __version__ as version
     except ImportError:  # pragma: no cover - partial installs
         version = None
-    return {
+    out: dict[str, Any] = {
         "command": list(sys.argv),
         "git_commit": commit,
-        "git_dirty": bool(status) if status is not None else None,
+        "git_dirty": dirty,
         "robustdial": version,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -68,3 +85,6 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
         "platform": f"{platform.system()}-{platform.machine()}",
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if now != _AT_START:
+        out["git_commit_at_write"], out["git_dirty_at_write"] = now
+    return out

@@ -202,6 +202,20 @@ def test_provenance_fields():
     json.dumps(p)
 
 
+def test_provenance_records_the_commit_the_run_started_from(monkeypatch):
+    """A checkout that changes while a run goes on does not rewrite the run's commit."""
+    import importlib
+
+    prov_mod = importlib.import_module("robustdial.evaluate.provenance")  # the module, not the function
+
+    now = prov_mod._git_state()
+    assert provenance()["git_commit"] == now[0]  # nothing changed since import in this test
+    monkeypatch.setattr(prov_mod, "_AT_START", ("0" * 40, False))
+    p = provenance()
+    assert p["git_commit"] == "0" * 40 and p["git_dirty"] is False
+    assert p["git_commit_at_write"] == now[0] and p["git_dirty_at_write"] == now[1]
+
+
 def test_package_name_is_callable_after_import(data):
     import robustdial as rd
     import robustdial.evaluate  # noqa: F401 - binds the sub-package under the same name
