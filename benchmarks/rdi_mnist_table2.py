@@ -26,6 +26,8 @@ Schedules:
   stalls this short a run), PGD-5 step 0.1 for defence; evaluation PGD-20
   step 0.025 on the first 1,000 test images; thresholds from 5,000 val images.
 * ``--quick``: pipeline check (200 iterations, PGD-3, 100 test images, PGD-5).
+* ``--replot JSON``: redraw the exit-histogram PNG beside an existing result
+  JSON from its recorded exit counts (no training, no evaluation).
 
 Expected (paper): Average and Max-Average far above Main-Branch on worst-case
 ATA; ≈ 34–36 % computation saving with TA on par with the backbone.
@@ -92,8 +94,15 @@ def main() -> None:
     p.add_argument("--save-dir", type=Path, default=REPO / "runs" / "rdi_mnist_table2",
                    help="where each defence's trained model (with its calibrated thresholds) "
                         "is saved as a checkpoint, e.g. for benchmarks/rdi_speed.py --smallcnn")
+    p.add_argument("--replot", type=Path, default=None,
+                   help="only redraw the exit histograms of this result JSON")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.replot is not None:
+        done = json.loads(args.replot.read_text())
+        png = _plot(exit_hists(done["ours"]), args.replot)
+        print(f"wrote {png}")
+        return
     name = args.schedule or ("full" if args.full else "quick" if args.quick else "cpu")
     s = SCHEDULES[name]
     out_path = args.out or REPO / "benchmarks" / "results" / (
@@ -107,7 +116,7 @@ def main() -> None:
     it = s["iterations"]
     milestones = [12000, 12900] if name == "full" else [int(0.8 * it), int(0.95 * it)]
 
-    results, hists = {}, {}
+    results = {}
     for defence in args.defences.split(","):
         t0 = time.perf_counter()
         torch.manual_seed(args.seed)
@@ -139,9 +148,6 @@ def main() -> None:
             "val_per_exit_acc": (100 * val_correct.float().mean(1)).tolist(),
             "train_seconds": train_s, "checkpoint": str(ckpt), "report": r.to_dict(),
         }
-        hists[f"{defence}: clean"] = r.cost["clean"]["counts"]
-        hists[f"{defence}: adv ({r.worst_case[atk]['form']})"] = \
-            r.cost[f"{atk}/{r.worst_case[atk]['form']}"]["counts"]
         print(f"\n== defence {defence} ==\n{r.to_table()}")
         print(f"backbone (final exit) TA {backbone_acc:.2f}%  |  train {train_s:.0f} s")
 
@@ -154,9 +160,26 @@ def main() -> None:
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=1))
-    plot_exit_histograms(hists, out_path.with_name(out_path.stem + "_exits.png"),
-                         title="RDI-SmallCNN exits: clean vs worst-case adversarial")
+    _plot(exit_hists(results), out_path)
     print(f"\nwrote {out_path}")
+
+
+def exit_hists(results: dict) -> dict[str, list[int]]:
+    """Per defence: exit counts on clean inputs and under its worst-case attack form."""
+    hists = {}
+    for defence, r in results.items():
+        rep = r["report"]
+        (atk,) = rep["worst_case"]
+        form = rep["worst_case"][atk]["form"]
+        hists[f"{defence}: clean"] = rep["cost"]["clean"]["counts"]
+        hists[f"{defence}: adv ({form})"] = rep["cost"][f"{atk}/{form}"]["counts"]
+    return hists
+
+
+def _plot(hists: dict[str, list[int]], json_path: Path) -> Path:
+    png = json_path.with_name(json_path.stem + "_exits.png")
+    plot_exit_histograms(hists, png, title="RDI-SmallCNN exits: clean vs worst-case adversarial")
+    return png
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def plot_exit_histograms(histograms: Mapping[str, Sequence[int]], path: str | Pa
     if not histograms:
         raise ValueError("no histograms to plot")
     n_exits = len(next(iter(histograms.values())))
-    fig = Figure(figsize=(1.2 + 0.9 * n_exits, 3.2))
+    fig = Figure(figsize=(max(4.0, 1.2 + 0.25 * len(histograms) * n_exits), 3.4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(histograms)
@@ -126,10 +126,9 @@ def plot_exit_histograms(histograms: Mapping[str, Sequence[int]], path: str | Pa
     ax.set_xticks(range(n_exits))
     ax.set_xticklabels([f"exit {k + 1}" if k < n_exits - 1 else "final" for k in range(n_exits)])
     ax.set_ylabel("samples exiting (%)")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(str(path), dpi=120)
+        fig.savefig(str(path), dpi=120, bbox_inches="tight")  # keeps the outside legend
     return fig
