@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 _ATTR = "_rd_condition"
-NOISE_MODES = ("sample", "fixed", "off")
+NOISE_MODES = ("sample", "hold", "fixed", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +103,9 @@ class Condition:
         thresholds: entropy thresholds overriding the stored ones, one per
             non-final exit.
         noise: weight/feature noise mode: ``"sample"`` (fresh noise every
-            forward), ``"fixed"`` (seeded, deterministic) or ``"off"``.
+            forward), ``"hold"`` (one random draw, kept until
+            :func:`robustdial.layers.resample_noise`), ``"fixed"`` (seeded,
+            deterministic) or ``"off"``.
     """
 
     lam: float | torch.Tensor | None = None

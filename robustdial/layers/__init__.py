@@ -13,6 +13,7 @@ _LAZY = {
     "LambdaEncoding": "film",
     "NoisyConv2d": "noisy",
     "NoisyLinear": "noisy",
+    "resample_noise": "noisy",
     "SlimmableConv2d": "slimmable",
     "SlimmableLinear": "slimmable",
     "SlimmableNoisyConv2d": "slimmable",

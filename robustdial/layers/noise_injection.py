@@ -29,7 +29,8 @@ class NoiseInjection(nn.Module):
         from the global torch RNG. ``"fixed"``: η from a generator seeded with
         ``seed`` on every forward, so repeated forwards of the same batch shape
         agree (a deterministic model for debugging and gradient checks).
-        ``"off"``: identity.
+        ``"hold"``: one random η kept (while the input shape stays the same)
+        until :meth:`resample_noise`. ``"off"``: identity.
 
     Args:
         coef: c, noise strength relative to the feature std (0.1 in the paper).
@@ -47,6 +48,11 @@ class NoiseInjection(nn.Module):
         self.coef = float(coef)
         self.seed = int(seed)
         self._mode = "sample"
+        self._held: torch.Tensor | None = None
+
+    def resample_noise(self) -> None:
+        """Forget the held draw of ``noise="hold"``."""
+        self._held = None
 
     def apply_condition(self, cond: Condition) -> None:
         self._mode = "sample" if cond.noise is None else cond.noise
@@ -62,6 +68,10 @@ class NoiseInjection(nn.Module):
             gen = torch.Generator(device=x.device)
             gen.manual_seed(self.seed)
             eta = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        elif self._mode == "hold":
+            eta = self._held
+            if eta is None or eta.shape != x.shape or eta.device != x.device or eta.dtype != x.dtype:
+                eta = self._held = torch.randn_like(x)
         else:
             eta = torch.randn_like(x)
         return x + (self.coef * std) * eta

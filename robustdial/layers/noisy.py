@@ -13,6 +13,9 @@ for λ_th = 0.5).
 Noise modes (the ``noise`` dial):
 
 * ``"sample"``: a fresh η on every forward (PNI / FLOAT training).
+* ``"hold"``: one random η, drawn at the first forward and kept until
+  :func:`resample_noise` — e.g. one draw per training step, shared by the
+  attack's iterations and the loss forward (``FLOAT(attack_noise="step")``).
 * ``"fixed"``: η drawn once from a per-layer seeded generator and cached, so the
   model is a deterministic function; re-drawn when shape/device/dtype change.
 * ``"off"``: no noise at all.
@@ -37,7 +40,15 @@ from torch import nn
 
 from ..condition import Condition, DialSpec, Interval
 
-__all__ = ["NoisyConv2d", "NoisyLinear", "float_layer_set"]
+__all__ = ["NoisyConv2d", "NoisyLinear", "float_layer_set", "resample_noise"]
+
+
+def resample_noise(model: nn.Module) -> None:
+    """Drop every held noise draw (``noise="hold"``) in ``model``: the next forward draws anew."""
+    for m in model.modules():  # noisy weights and feature-noise layers alike
+        fn = getattr(m, "resample_noise", None)
+        if callable(fn):
+            fn()
 
 
 class _WeightNoise:
@@ -57,6 +68,11 @@ class _WeightNoise:
         self._cond = Condition()
         self._mult: float | None = 0.0  # cached noise multiplier of self._cond
         self._fixed_eta: torch.Tensor | None = None
+        self._held_eta: torch.Tensor | None = None
+
+    def resample_noise(self) -> None:
+        """Forget the held draw of ``noise="hold"``."""
+        self._held_eta = None
 
     def apply_condition(self, cond: Condition) -> None:
         self._cond = cond
@@ -83,8 +99,14 @@ class _WeightNoise:
     def _eta(self) -> torch.Tensor:
         """Standard normal η of the weight's shape (fresh or the cached fixed draw)."""
         w = self.weight
-        if self.noise_mode == "sample":
+        mode = self.noise_mode
+        if mode == "sample":
             return torch.randn_like(w)
+        if mode == "hold":
+            eta = self._held_eta
+            if eta is None or eta.shape != w.shape or eta.device != w.device or eta.dtype != w.dtype:
+                eta = self._held_eta = torch.randn_like(w)
+            return eta
         eta = self._fixed_eta
         if eta is None or eta.shape != w.shape or eta.device != w.device or eta.dtype != w.dtype:
             g = torch.Generator().manual_seed(self.noise_seed)

@@ -61,6 +61,29 @@ def test_fixed_noise_is_deterministic_and_sampled_noise_differs():
     assert not torch.allclose(c, d)
 
 
+def test_held_noise_stays_until_resampled():
+    from robustdial.layers import NoiseInjection, resample_noise
+
+    net = TinyNet("float").train()
+    feat = NoiseInjection(0.5)
+    x = torch.rand(4, 1, 12, 12)
+    rd.set_condition(net, lam=1.0, noise="hold")
+    rd.set_condition(feat, noise="hold")
+    a, b = net(x), net(x)
+    fa, fb = feat(x), feat(x)
+    assert torch.equal(a, b) and torch.equal(fa, fb)  # one draw, held
+    resample_noise(net)
+    resample_noise(feat)
+    c, fc = net(x), feat(x)
+    assert not torch.allclose(a, c) and not torch.allclose(fa, fc)
+    assert torch.equal(net(x), c)  # and the new draw is held again
+    rd.set_condition(net, noise="fixed")
+    fixed = net(x)
+    assert not torch.allclose(fixed, c)  # "hold" never touches the seeded fixed draw
+    resample_noise(net)
+    assert torch.equal(net(x), fixed)
+
+
 def test_eval_mode_defaults_to_fixed_train_mode_to_sampled():
     net = TinyNet("float")
     rd.set_condition(net, lam=1.0)

@@ -79,6 +79,41 @@ def test_float_loss_equals_direct_computation():
         assert torch.equal(net(x), net(x))
 
 
+def test_float_step_noise_attacks_the_network_it_trains_on():
+    """attack_noise="step": one η for the whole step — the attack and the loss see one network."""
+    from robustdial.layers.noisy import NoisyConv2d
+
+    net = TinyNet("float").train()
+    x, y = torch.rand(10, 1, 12, 12), torch.randint(0, 10, (10,))
+    atk = PGD(eps=0.1, alpha=0.05, steps=2)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.manual_seed(1)
+    method = FLOAT(attack=atk, attack_noise="step")
+    loss, _ = method.loss(net, (x, y))
+    held = [m._held_eta.clone() for m in net.modules() if isinstance(m, NoisyConv2d)]
+
+    net.load_state_dict(state)
+    torch.manual_seed(1)
+    from robustdial.layers import resample_noise
+
+    resample_noise(net)
+    with rd.conditioned(net, lam=1.0, noise="hold"):
+        with train_mode(net, False):
+            x_adv = atk(net, x[5:], y[5:])
+        la = F.cross_entropy(net(x_adv), y[5:])
+    with rd.conditioned(net, lam=0.0):
+        lc = F.cross_entropy(net(x[:5]), y[:5])
+    torch.testing.assert_close(loss, 0.5 * lc + 0.5 * la)
+    again = [m._held_eta for m in net.modules() if isinstance(m, NoisyConv2d)]
+    assert all(torch.equal(a, b) for a, b in zip(held, again))
+    # the next step draws a new η
+    method.loss(net, (x, y))
+    assert not torch.equal(held[0], next(m for m in net.modules() if isinstance(m, NoisyConv2d))._held_eta)
+    assert method.config()["attack_noise"] == "step"
+    with pytest.raises(ValueError, match="attack_noise must be one of"):
+        FLOAT(attack_noise="forward")
+
+
 def test_float_routes_halves_to_their_bns():
     from robustdial.layers import DualBatchNorm2d
     net = TinyNet("float").train()
