@@ -7,6 +7,10 @@ Trains, with the same budget and seed:
 * OAT (FiLM conditioning, per-sample λ from S = {0, 0.2, 0.7, 1.0}, the set
   FLOAT Sec. 4.3 uses for its OAT baseline),
 * FLOAT (noisy weights, half clean at λ = 0 / half adversarial at λ = 1),
+  as the paper trains it (η resampled on every forward, the training attack
+  included), and ``float_step``: the same with one η per training step, held
+  through the attack and the loss (``FLOAT(attack_noise="step")``), so the
+  training attack is white-box against the network it trains on,
 
 then evaluates every model on the test split at the dials S (λ_th = 0, and
 λ_th = 0.5 for FLOAT, Eq. 6) under PGD-20 (step 2.5·ε/20, random start) and
@@ -69,6 +73,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=str(RESULTS / "oat_float_mnist.json"))
+    p.add_argument("--save-dir", type=Path, default=RESULTS.parents[1] / "runs" / "oat_float_mnist",
+                   help="each model's run directory (checkpoint + run.json), for later evaluation")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (few hundred images, 1 epoch)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -97,6 +103,9 @@ def main() -> None:
         "float": ("float", {}, FLOAT(attack=train_attack),
                   [{"lam": v} for v in DIALS] + [{"lam": v, "lam_th": 0.5} for v in DIALS]
                   + [{"lam": 1.0, "noise": "sample"}]),
+        "float_step": ("float", {}, FLOAT(attack=train_attack, attack_noise="step"),
+                       [{"lam": v} for v in DIALS] + [{"lam": v, "lam_th": 0.5} for v in DIALS]
+                       + [{"lam": 1.0, "noise": "sample"}]),
         "standard": (None, {}, Standard(), [{}]),
     }
     for lam in DIALS[1:]:
@@ -109,15 +118,18 @@ def main() -> None:
         model = rd.create_model("small_cnn", conditioning=cond, batch_norm=args.batch_norm,
                                 **opts).to(device)
         t0 = time.perf_counter()
-        fit(model, method, (train, None), FitConfig(**cfg))
+        fit(model, method, (train, None), FitConfig(**cfg, out_dir=str(args.save_dir / key)))
         out["train_seconds"][key] = time.perf_counter() - t0
+        if cond == "float":  # the learned noise scales α per noisy layer (PNI: init 0.25)
+            out.setdefault("alpha", {})[key] = [float(m.alpha.detach()) for m in model.modules()
+                                                if hasattr(m, "alpha") and hasattr(m, "noise_seed")]
         res = evaluate(model, test, attacks, conditions, device=device, seed=args.seed)
         res.meta["method"] = method.config()
         out["results"][key] = res.to_dict()
         models[key] = model
         print(f"== {key} ({out['train_seconds'][key]:.0f} s)\n{res.to_table()}", flush=True)
 
-    for key in ("oat", "float"):
+    for key in ("oat", "float", "float_step"):
         chk = obfuscation_checklist(models[key], test, eps=eps, conditions=[{"lam": 0.0}, {"lam": 1.0}],
                                     source_model=models["pgd_at_1"], max_samples=args.checklist_n,
                                     device=device, seed=args.seed, **light)
@@ -133,7 +145,10 @@ def main() -> None:
         frontier.append((row.clean_acc, row.robust_acc, f"λ={lam:g}"))
     curves = {"OAT": EvalResult.from_dict(out["results"]["oat"]),
               "FLOAT (λ_th=0)": [r for r in EvalResult.from_dict(out["results"]["float"]).rows
-                                 if set(r.condition) == {"lam"}]}
+                                 if set(r.condition) == {"lam"}],
+              "FLOAT, step noise (λ_th=0)": [
+                  r for r in EvalResult.from_dict(out["results"]["float_step"]).rows
+                  if set(r.condition) == {"lam"}]}
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     png = plot_tradeoff(curves, "pgd-20", out_path.with_suffix(".png"), frontier=frontier,
