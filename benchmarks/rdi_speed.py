@@ -12,7 +12,7 @@
    inference (``exit_macs("executed")``: earlier heads included; a test checks
    it against hook counts) is given too, with ``measured ÷ executed``: that
    ratio measures the implementation, the other the convention.
-   Minimum of the timed runs after a warm-up (robust to a shared CPU).
+   Inference variants are timed round-robin, minimum over the rounds after a warm-up.
 2. Training: seconds per step of RDI (each defence, PGD-``k``) ÷ PGD-AT
    (same PGD-``k``, final head only) on the same model and batch.
 
@@ -61,16 +61,40 @@ def _time(fn, device: torch.device, repeats: int) -> float:
     return min(times)
 
 
+def _time_round_robin(fns: dict, device: torch.device, repeats: int) -> dict[str, float]:
+    """Minimum seconds of each ``fns[k]()``, timed round-robin (one call of each per round).
+
+    Interleaving, with the order rotated every round, exposes every variant to
+    the same load, so the savings (ratios) stay meaningful on a shared CPU.
+    """
+    keys = list(fns)
+    for k in keys:  # warm-up
+        fns[k]()
+    _sync(device)
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    for i in range(repeats):
+        for k in keys[i % len(keys):] + keys[:i % len(keys)]:
+            t0 = time.perf_counter()
+            fns[k]()
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
+
+
 def measure_inference(model: torch.nn.Module, x: torch.Tensor, device: torch.device,
                       repeats: int) -> dict:
     """Time the backbone, adaptive inference and all exits on ``x``; savings and their ratios."""
     with torch.no_grad():
         _, idx = adaptive_forward(model, x)
-        t_full = _time(lambda: model(x), device, repeats)  # exit=None: backbone + final head only
-        t_adapt = _time(lambda: adaptive_forward(model, x), device, repeats)
-        t_all = _time(lambda: model.forward_exits(x), device, repeats)
-        with conditioned(model, exit="adaptive"):
-            t_dial = _time(lambda: model(x), device, repeats)
+        def via_dial():
+            with conditioned(model, exit="adaptive"):
+                return model(x)
+
+        t = _time_round_robin({"full": lambda: model(x),  # exit=None: backbone + final head only
+                               "adaptive": lambda: adaptive_forward(model, x),
+                               "all": lambda: model.forward_exits(x), "dial": via_dial},
+                              device, repeats)
+        t_full, t_adapt, t_all, t_dial = t["full"], t["adaptive"], t["all"], t["dial"]
     counts = torch.bincount(idx.cpu(), minlength=model.num_exits).tolist()
     rdi_costs = exit_costs_mflops(model)
     cost = expected_cost(counts, rdi_costs)
@@ -102,7 +126,7 @@ def main() -> None:
                    help="comma list of what to time: inference, training")
     args = p.parse_args()
     device = torch.device(args.device)
-    n_inf, repeats = (256, 3) if args.quick else (1024, 5)
+    n_inf, repeats = (256, 3) if args.quick else (1024, 8)
     train_bs, train_steps, pgd_k = (32, 2, 3) if args.quick else (128, 3, 10)
 
     model = convert_rdi_checkpoint(FIXTURE).to(device).eval()

@@ -153,18 +153,25 @@ class Condition:
         return lam / th if th > 0 else 0.0
 
     @cached_property
-    def bn_route(self) -> tuple[torch.Tensor, torch.Tensor, int, int] | None:
+    def bn_route(self) -> tuple[torch.Tensor | None, torch.Tensor | None, int, int] | None:
         """Per-sample BN routing, computed once per condition (one host sync).
 
         Returns ``None`` for a scalar λ, else ``(idx_clean, idx_adv, n_clean,
-        n_adv)`` where a sample is adversarial when ``lam > lam_th``.
+        n_adv)`` where a sample is adversarial when ``lam > lam_th``. When the
+        clean samples come first (OAT's sampler puts its λ = 0 samples at the
+        front), ``idx_clean`` and ``idx_adv`` are ``None``: the two parts are
+        the slices ``[:n_clean]`` and ``[n_clean:]``.
         """
         if not isinstance(self.lam, torch.Tensor) or self.lam.dim() == 0:
             return None
         adv = self.lam.reshape(-1) > self.threshold
+        n_adv = int(adv.sum())  # the one host sync
+        n_clean = adv.numel() - n_adv
+        if n_adv == 0 or n_clean == 0 or not bool(adv[:n_clean].any()):
+            return None, None, n_clean, n_adv  # clean first: contiguous slices
         idx_adv = adv.nonzero().reshape(-1)
         idx_clean = (~adv).nonzero().reshape(-1)
-        return idx_clean, idx_adv, int(idx_clean.numel()), int(idx_adv.numel())
+        return idx_clean, idx_adv, n_clean, n_adv
 
     @property
     def use_adv_bn(self) -> bool:

@@ -5,6 +5,8 @@ With a scalar λ the whole batch takes one BN; with a per-sample λ tensor the
 batch is split by the indices precomputed once per condition
 (:attr:`Condition.bn_route`), each part normalized by its own BN (so batch
 statistics stay separate, as in the papers), and scattered back in place.
+When the clean samples come first (OAT's batches), the parts are plain slices
+and the outputs are concatenated: no gather, one copy.
 """
 from __future__ import annotations
 
@@ -43,16 +45,18 @@ class DualBatchNorm2d(nn.Module):
         if route is None:
             return self.bn_a(x) if self._cond.use_adv_bn else self.bn_c(x)
         idx_c, idx_a, n_c, n_a = route
-        if idx_c.device != x.device:
-            raise RuntimeError("the per-sample λ tensor is on a different device than the input")
-        if n_a == 0:
-            return self.bn_c(x)
-        if n_c == 0:
-            return self.bn_a(x)
         if n_c + n_a != x.shape[0]:
             raise ValueError(
                 f"per-sample λ has {n_c + n_a} entries but the batch has {x.shape[0]}"
             )
+        if n_a == 0:
+            return self.bn_c(x)
+        if n_c == 0:
+            return self.bn_a(x)
+        if idx_c is None:  # clean samples first: contiguous slices
+            return torch.cat([self.bn_c(x[:n_c]), self.bn_a(x[n_c:])], dim=0)
+        if idx_c.device != x.device:
+            raise RuntimeError("the per-sample λ tensor is on a different device than the input")
         out_c = self.bn_c(x.index_select(0, idx_c))
         out_a = self.bn_a(x.index_select(0, idx_a))
         out = x.new_empty((x.shape[0],) + out_c.shape[1:], dtype=out_c.dtype)

@@ -102,7 +102,10 @@ def test_bn_route_is_computed_once_per_condition():
     assert route is cond.bn_route
     idx_c, idx_a, n_c, n_a = route
     assert idx_c.tolist() == [0, 2] and idx_a.tolist() == [1, 3] and (n_c, n_a) == (2, 2)
-    assert Condition(lam=lam, lam_th=0.5).bn_route[1].tolist() == [3]
+    # clean samples first (OAT's batches): contiguous slices, no index tensors
+    assert Condition(lam=lam, lam_th=0.5).bn_route == (None, None, 3, 1)
+    assert Condition(lam=torch.tensor([0.0, 0.0, 1.0])).bn_route == (None, None, 2, 1)
+    assert Condition(lam=torch.tensor([0.2, 0.0])).bn_route[1].tolist() == [0]
     assert Condition(lam=0.3).bn_route is None
 
 

@@ -42,11 +42,13 @@ def test_threshold_moves_the_switch():
     assert torch.allclose(dual(x), dual.bn_a(x))
 
 
-def test_per_sample_routing_equals_separate_batches():
+@pytest.mark.parametrize("lam", [[0.0, 1.0, 0.0, 0.3, 0.0, 0.1, 1.0, 0.0],   # interleaved: gather
+                                 [0.0, 0.0, 0.0, 0.0, 0.3, 0.1, 1.0, 1.0]])  # clean first: slices
+def test_per_sample_routing_equals_separate_batches(lam):
     dual = _bn_pair()
     ref = copy.deepcopy(dual)
     x = torch.randn(8, 3, 5, 5)
-    lam = torch.tensor([0.0, 1.0, 0.0, 0.3, 0.0, 0.1, 1.0, 0.0])
+    lam = torch.tensor(lam)
     with rd.conditioned(dual, lam=lam):
         out = dual(x)
     clean = lam == 0
