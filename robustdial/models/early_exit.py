@@ -147,7 +147,7 @@ def adaptive_forward(model: nn.Module, x: Tensor,
         if idx_done.numel() == active.numel():
             break
         idx_keep = (~done).nonzero().reshape(-1)
-        h = h.index_select(0, idx_keep)
+        h = h[idx_keep]  # keeps the memory format (index_select would make channels_last contiguous)
         active = active.index_select(0, idx_keep)
     assert out is not None
     return out, exit_index

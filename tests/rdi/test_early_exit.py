@@ -65,6 +65,27 @@ def test_adaptive_forward_skips_work_for_exited_samples(tiny_model, tiny_data):
     assert seen[1] < B and seen[2] < seen[1]
 
 
+def test_adaptive_forward_keeps_channels_last(tiny_model, tiny_data):
+    """Survivors stay channels_last (no silent format flips between segments), same outputs."""
+    x, _ = tiny_data
+    t = _median_thresholds(tiny_model, x)
+    with torch.no_grad():
+        ref, ref_idx = adaptive_forward(tiny_model, x, t)
+    model = tiny_model.to(memory_format=torch.channels_last)
+    formats: list[bool] = []
+    hooks = [seg.register_forward_hook(
+        lambda m, i, o: formats.append(i[0].is_contiguous(memory_format=torch.channels_last)))
+        for seg in model.segments]
+    try:
+        with torch.no_grad():
+            out, idx = adaptive_forward(model, x.contiguous(memory_format=torch.channels_last), t)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert formats == [True, True, True]
+    assert torch.equal(idx, ref_idx) and torch.allclose(out, ref, atol=1e-5)
+
+
 def test_all_exit_early_runs_only_the_first_segment(tiny_model, tiny_data):
     x, _ = tiny_data
     calls = []
