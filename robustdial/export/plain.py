@@ -22,6 +22,7 @@ forward at the dials, so shapes follow the real data flow.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -117,7 +118,7 @@ class _Converter:
 
     def __call__(self, m: nn.Module) -> nn.Module:
         from ..layers.dual_bn import DualBatchNorm2d
-        from ..layers.film import FiLM
+        from ..layers.film import FiLM, NormFiLM
         from ..layers.noise_injection import NoiseInjection
         from ..layers.switchable_bn import SwitchableBatchNorm2d
 
@@ -147,6 +148,8 @@ class _Converter:
             if new is not child:
                 setattr(m, name, new)
             prev = new
+        if isinstance(m, NormFiLM):  # a plain Sequential in the export (same child names)
+            return nn.Sequential(OrderedDict(m.named_children()))
         return m
 
 

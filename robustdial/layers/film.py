@@ -32,6 +32,13 @@ Implementation notes (REFERENCE.md, OAT section):
   FiLM begins as (nearly) the identity and still differs per λ. The same
   SmallCNN then trains like the plain net. ``init="pytorch"`` restores the
   authors' initialisation.
+* **BN + FiLM fold at a scalar λ.** ``norm(C)`` is a :class:`NormFiLM`, an
+  ``nn.Sequential(BN, FiLM)`` whose forward, when λ is one number for the
+  whole batch (inference at a dial, evaluation, the λ=0 clean pass), folds the
+  FiLM affine into the BN's: ``(x̂·w + b)·μ + σ = x̂·(w·μ) + (b·μ + σ)``, one
+  pass over the feature map instead of two (the same statistics and running
+  buffers; equal to float rounding). Per-sample λ (OAT training) runs BN then
+  FiLM.
 """
 from __future__ import annotations
 
@@ -43,7 +50,7 @@ from torch import nn
 
 from ..condition import Condition, DialSpec, Interval
 
-__all__ = ["FiLM", "LambdaEncoding", "oat_layer_set"]
+__all__ = ["FiLM", "LambdaEncoding", "NormFiLM", "oat_layer_set"]
 
 OAT_LAM_VALUES = (0.0, 0.1, 0.2, 0.3, 0.4, 1.0)
 FILM_INITS = ("identity", "pytorch")
@@ -225,8 +232,54 @@ class FiLM(nn.Module):
         shape = (h.shape[0], self.num_features) + (1,) * (x.dim() - 2)
         return torch.addcmul(sigma.reshape(shape), x, mu.reshape(shape))  # x·μ + σ
 
+    def affine(self, lam: float, device: torch.device, dtype: torch.dtype
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, σ), each (C,), at a scalar λ: the layer's output is ``x·μ + σ`` per channel."""
+        e = self.encoding.cached_encode(lam, device, dtype)  # (1, d)
+        h = self.fc2(F.leaky_relu(self.fc1(e), _SLOPE))
+        mu, sigma = F.leaky_relu(h, _SLOPE).reshape(-1).chunk(2)
+        return mu, sigma
+
     def extra_repr(self) -> str:
         return f"{self.num_features}, embed_dim={self.encoding.dim}, init={self.init!r}"
+
+
+def _batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor) -> torch.Tensor:
+    """``bn(x)`` with its affine replaced by (weight, bias): ``_BatchNorm.forward`` otherwise."""
+    bn._check_input_dim(x)
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    use_batch = bn.training or (bn.running_mean is None and bn.running_var is None)
+    keep = not bn.training or bn.track_running_stats
+    return F.batch_norm(x, bn.running_mean if keep else None, bn.running_var if keep else None,
+                        weight, bias, use_batch, factor, bn.eps)
+
+
+class NormFiLM(nn.Sequential):
+    """``Sequential(BN | DualBN, FiLM)`` that folds FiLM into the BN affine at a scalar λ.
+
+    Behaves exactly as ``nn.Sequential`` (same children, same state-dict keys);
+    only the arithmetic differs: with one λ for the whole batch the output is
+    ``batch_norm(x, weight=w·μ, bias=b·μ + σ)`` — one pass instead of BN then
+    ``x·μ + σ``. Per-sample λ, a BN without affine or other children fall back
+    to the plain sequence.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self) == 2:
+            bn, film = self[0], self[1]
+            if isinstance(film, FiLM) and not isinstance(film._lam, torch.Tensor):
+                from .dual_bn import DualBatchNorm2d
+
+                if isinstance(bn, DualBatchNorm2d) and bn._cond.bn_route is None:
+                    bn = bn.bn_a if bn._cond.use_adv_bn else bn.bn_c
+                if type(bn) is nn.BatchNorm2d and bn.affine:
+                    mu, sigma = film.affine(film._lam, x.device, x.dtype)
+                    return _batch_norm(bn, x, bn.weight * mu, torch.addcmul(sigma, bn.bias, mu))
+        return super().forward(x)
 
 
 def oat_layer_set(base, *, embed_dim: int = 128, dual_bn: bool = True,
@@ -244,7 +297,7 @@ def oat_layer_set(base, *, embed_dim: int = 128, dual_bn: bool = True,
             (the authors'); see the module notes.
 
     Returns:
-        The new ``LayerSet``: ``norm(C)`` -> ``Sequential(DualBN(C) | BN(C), FiLM(C))``,
+        The new ``LayerSet``: ``norm(C)`` -> ``NormFiLM(DualBN(C) | BN(C), FiLM(C))``,
         ``aux_norm(C)`` -> ``DualBN(C) | BN(C)`` (no FiLM), ``cond(C)`` -> ``FiLM(C)``.
         All FiLM layers share one :class:`LambdaEncoding`; build one layer set per model.
     """
@@ -264,6 +317,6 @@ def oat_layer_set(base, *, embed_dim: int = 128, dual_bn: bool = True,
         return DualBatchNorm2d(C) if dual_bn else nn.BatchNorm2d(C)
 
     def norm(C: int) -> nn.Module:
-        return nn.Sequential(bn(C), film(C))
+        return NormFiLM(bn(C), film(C))
 
     return base.replace(norm=norm, aux_norm=bn, cond=film, tags=base.tags + ("oat",))

@@ -201,3 +201,67 @@ def test_oat_small_cnn_learns_with_identity_init(shared_data_root, batch_norm):
                            (net(x[:512]).argmax(1) == y[:512]).float().mean().item())
     assert final["identity"][0] < 1.0 and final["identity"][1] > 0.7, final
     assert final["pytorch"][0] > 2.2, final
+
+
+def _unfolded(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """BN then FiLM, module by module (what NormFiLM folds)."""
+    for m in seq:
+        x = m(x)
+    return x
+
+
+@pytest.mark.parametrize("dual", [True, False])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_norm_film_fold_equals_bn_then_film(dual, momentum, monkeypatch):
+    """At a scalar λ NormFiLM's one-pass fold equals BN → FiLM: outputs, running stats, grads."""
+    import robustdial.layers.film as film_mod
+    from robustdial.condition import set_condition
+    from robustdial.layers.film import NormFiLM
+
+    folds = []
+    real = film_mod._batch_norm
+    monkeypatch.setattr(film_mod, "_batch_norm", lambda *a: folds.append(1) or real(*a))
+
+    torch.manual_seed(0)
+    enc = LambdaEncoding(VALUES, dim=16, seed=0)
+    bn_kw = {"momentum": momentum}
+    make = (lambda: DualBatchNorm2d(6, **bn_kw)) if dual else (lambda: nn.BatchNorm2d(6, **bn_kw))
+    a = NormFiLM(make(), FiLM(6, enc))
+    with torch.no_grad():  # a non-trivial affine and FiLM
+        for p in a.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    b = nn.Sequential(*[__import__("copy").deepcopy(m) for m in a])
+    b[1].encoding = a[1].encoding
+    x = torch.randn(8, 6, 5, 5)
+    for lam in (0.0, 0.3, 1.0):
+        for train in (True, False):
+            a.train(train), b.train(train)
+            set_condition(a, lam=lam)
+            set_condition(b, lam=lam)
+            xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+            ya, yb = a(xa), _unfolded(b, xb)
+            torch.testing.assert_close(ya, yb, atol=1e-5, rtol=1e-5)
+            (ya * torch.arange(ya.numel()).reshape(ya.shape).sin()).sum().backward()
+            (yb * torch.arange(yb.numel()).reshape(yb.shape).sin()).sum().backward()
+            torch.testing.assert_close(xa.grad, xb.grad, atol=1e-5, rtol=1e-5)
+            for (n, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+                if pa.grad is not None or pb.grad is not None:
+                    torch.testing.assert_close(pa.grad, pb.grad, atol=1e-4, rtol=1e-4, msg=n)
+            for (n, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers(), strict=True):
+                torch.testing.assert_close(ba, bb, atol=1e-6, rtol=1e-6, msg=n)
+    assert len(folds) == 6  # every scalar-λ forward took the fold
+    assert list(a.state_dict()) == list(b.state_dict())  # same keys as the plain Sequential
+
+
+def test_norm_film_per_sample_lam_falls_back():
+    """Per-sample λ: NormFiLM runs BN (routed per sample) then FiLM, as the plain sequence."""
+    from robustdial.condition import set_condition
+    from robustdial.layers.film import NormFiLM
+
+    torch.manual_seed(0)
+    enc = LambdaEncoding(VALUES, dim=16, seed=0)
+    a = NormFiLM(DualBatchNorm2d(4), FiLM(4, enc)).train()
+    lam = torch.tensor([0.0, 0.0, 0.2, 1.0, 0.4, 0.1])
+    set_condition(a, lam=lam)
+    x = torch.randn(6, 4, 3, 3)
+    torch.testing.assert_close(a(x), _unfolded(a, x))
