@@ -56,11 +56,16 @@ def test_oat_loss_equals_direct_computation():
     assert set(metrics) >= {"loss", "loss_clean", "acc_clean", "loss_adv", "acc_adv"}
 
 
-def test_float_loss_equals_direct_computation():
+def _float_case():
+    """A FLOAT TinyNet in train mode, a batch of 10, a 2-step PGD and the initial state."""
     net = TinyNet("float").train()
     x, y = torch.rand(10, 1, 12, 12), torch.randint(0, 10, (10,))
     atk = PGD(eps=0.1, alpha=0.05, steps=2)
-    state = {k: v.clone() for k, v in net.state_dict().items()}
+    return net, x, y, atk, {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_float_loss_equals_direct_computation():
+    net, x, y, atk, state = _float_case()
     torch.manual_seed(1)
     loss, _ = FLOAT(attack=atk).loss(net, (x, y))
 
@@ -83,10 +88,7 @@ def test_float_step_noise_attacks_the_network_it_trains_on():
     """attack_noise="step": one η for the whole step — the attack and the loss see one network."""
     from robustdial.layers.noisy import NoisyConv2d
 
-    net = TinyNet("float").train()
-    x, y = torch.rand(10, 1, 12, 12), torch.randint(0, 10, (10,))
-    atk = PGD(eps=0.1, alpha=0.05, steps=2)
-    state = {k: v.clone() for k, v in net.state_dict().items()}
+    net, x, y, atk, state = _float_case()
     torch.manual_seed(1)
     method = FLOAT(attack=atk, attack_noise="step")
     loss, _ = method.loss(net, (x, y))
