@@ -32,11 +32,14 @@ def film_conditioned_convs(model: nn.Module, input_shape: Sequence[int],
     order: list[tuple[str, str]] = []
     names = {m: n for n, m in model.named_modules()}
 
+    def is_film(m: nn.Module) -> bool:  # NormFiLM folds its FiLM into the BN at a scalar λ
+        return type(m).__name__ in ("FiLM", "NormFiLM")
+
     def hook(module, inputs, output):
-        order.append(("film" if type(module).__name__ == "FiLM" else "conv", names[module]))
+        order.append(("film" if is_film(module) else "conv", names[module]))
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, nn.Conv2d) or type(m).__name__ == "FiLM"]
+               if isinstance(m, nn.Conv2d) or is_film(m)]
     try:
         x = torch.zeros((1, *input_shape), device=model_device(model))
         with torch.no_grad(), train_mode(model, False), conditioned(model, **(dials or {})):

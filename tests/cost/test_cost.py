@@ -106,3 +106,23 @@ def test_cost_command_reports_quantized_storage(tmp_path, capsys):
     assert q["float32_bytes"] - q["storage_bytes"] == (32 * conv_weights - (conv_weights + 4 * 32)) / 8
     assert rep["cost"]["params_total"] == 312202
     assert "Binary-Relax layer rule" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dials", [{}, {"lam": 0.7}])
+def test_oat_report_counts_every_film_conditioned_conv(dials):
+    """Each BN+FiLM follows a conv; the delay model charges OAT's FiLM there (Eq. 9).
+
+    At a scalar λ NormFiLM folds FiLM into the BN without calling FiLM.forward;
+    the report must still see the FiLM (it did not once: OAT's delay equalled plain).
+    """
+    from robustdial.cost.report import film_conditioned_convs
+    from robustdial.layers.film import NormFiLM
+
+    import robustdial as rd
+
+    model = rd.create_model("preact_resnet20", conditioning="oat")
+    n_norm_film = sum(isinstance(m, NormFiLM) for m in model.modules())
+    convs = film_conditioned_convs(model, (3, 32, 32), dials)
+    assert n_norm_film > 0 and len(convs) >= n_norm_film - 1  # the first BN comes before a conv
+    rep = cost_report(model, (3, 32, 32), dials=dials)
+    assert rep["conditioning"] == "oat" and rep["delay"]["normalized_max"] > 1.1
