@@ -7,14 +7,13 @@ Examples::
 
 ``--dial`` lists are combined as a cartesian grid. ε (``--eps``, default: the
 training attack's ε from ``run.json``, else 8/255) is on the [0, 1] scale.
-Multi-exit models (with ``forward_exits``) are reported per exit by
-``robustdial.evaluate.multi_exit.report`` when that module is installed.
+Multi-exit models (with ``forward_exits``) and no ``--dial`` get the RDI-Nets
+Tables 2–4 layout from ``robustdial.evaluate.multi_exit.report``: TA, ATA per
+attack form, worst case, average MFlops and saving.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -90,31 +89,23 @@ def _dataset_name(run_info: dict[str, Any], override: str | None, ckpt: Path) ->
     raise UsageError(f"{ckpt / 'run.json'} does not name the dataset; pass --dataset NAME")
 
 
-def _multi_exit_report(model: Any, data: Any, args: argparse.Namespace, eps: float) -> bool:
-    try:
-        module = importlib.import_module("robustdial.evaluate.multi_exit")
-    except ModuleNotFoundError:
-        _log.warning("multi-exit model but robustdial.evaluate.multi_exit is not installed; "
-                     "reporting the final head only")
-        return False
+def _multi_exit_report(model: Any, data: Any, args: argparse.Namespace, eps: float) -> None:
+    from robustdial.evaluate.multi_exit import report as multi_exit_report
+
     kwargs: dict[str, Any] = {"eps": eps, "attacks": list(args.attack) or None, "seed": args.seed,
-                              "batch_size": args.batch_size, "max_samples": args.max_samples}
+                              "batch_size": args.batch_size, "max_samples": args.max_samples,
+                              "device": args.device}
     if args.thresholds:
         kwargs["thresholds"] = tuple(parse_fraction(t) for t in args.thresholds.split(","))
-    params = inspect.signature(module.report).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    report = module.report(model, data, **kwargs)
-    print(report.to_table() if hasattr(report, "to_table") else report)
+    report = multi_exit_report(model, data, **kwargs)
+    print(report.to_table())
     if args.json_out:
         from robustdial.evaluate import provenance
 
-        body = report.to_dict() if hasattr(report, "to_dict") else {"report": str(report)}
-        body = {**body, "eps": eps, "provenance": provenance(args.device)}
+        body = {**report.to_dict(), "eps": eps, "provenance": provenance(args.device)}
         Path(args.json_out).write_text(json.dumps(body, indent=2, default=str) + "\n")
     if args.csv_out and hasattr(report, "to_csv"):
         report.to_csv(args.csv_out)
-    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
                   "the training attack's" if eps_default else "default 8/255")
     data = load_dataset(_dataset_name(run_info, args.dataset, ckpt), root=args.data_dir,
                         split=args.split)
-    if hasattr(model, "forward_exits") and not dials and _multi_exit_report(model, data, args, eps):
+    if hasattr(model, "forward_exits") and not dials:
+        _multi_exit_report(model, data, args, eps)
         return 0
     attacks = {spec: parse_attack(spec, eps=eps) for spec in args.attack}
     conditions = sweep(dials) if dials else None

@@ -133,3 +133,27 @@ def test_bad_recipes_fail_with_clear_messages(tmp_path, capsys, recipe, message)
 def test_eval_on_a_non_checkpoint_directory(tmp_path, capsys):
     assert main(["eval", str(tmp_path), "--attack", "fgsm"]) == 2
     assert "not a checkpoint directory" in capsys.readouterr().err
+
+
+def test_eval_of_a_multi_exit_checkpoint_prints_the_rdi_table(tmp_path, capsys, shared_data_root):
+    """``robustdial eval`` on an RDI checkpoint: TA, ATA per attack form, worst case, MFlops."""
+    out = tmp_path / "rdi"
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "rdi_mnist_smallcnn_average.yaml"
+    rc = main(["-q", "train", str(recipe), "--out", str(out),
+               "--device", "cpu", "--data-dir", str(shared_data_root),
+               "--set", "fit.iterations=2", "--set", "fit.batch_size=32", "--set", "fit.milestones=[]",
+               "--set", "data.max_train_samples=128", "--set", "data.val_size=64",
+               "--set", "method.kwargs.attack.steps=1"])
+    assert rc == 0, capsys.readouterr().err
+    capsys.readouterr()
+    js = tmp_path / "rdi_eval.json"
+    rc = main(["-q", "eval", str(out), "--attack", "pgd-2", "--eps", "0.3", "--max-samples", "32",
+               "--data-dir", str(shared_data_root), "--device", "cpu", "--json", str(js)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    body = json.loads(js.read_text())
+    text = json.dumps(body)
+    for key in ("worst", "max-average", "average", "saving"):
+        assert key in text, key
+    assert body["eps"] == pytest.approx(0.3) and "provenance" in body
+    assert "MFlops" in printed.out or "mflops" in printed.out.lower()
