@@ -12,6 +12,7 @@ write time is recorded too (``git_commit_at_write``, ``git_dirty_at_write``).
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 import sys
@@ -52,6 +53,10 @@ def _device_name(device: torch.device | str | None) -> str:
     return f"{device} ({platform.processor() or platform.machine()})"
 
 
+TIMING_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_",
+              "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "LD_PRELOAD", "CUDA_VISIBLE_DEVICES")
+
+
 def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
     """Where and how a result was produced.
 
@@ -65,7 +70,9 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
         (plus ``git_commit_at_write`` / ``git_dirty_at_write`` if the checkout
         changed since), ``robustdial``, ``torch`` and
         ``python`` versions, ``device``, ``threads`` (torch intra-op threads),
-        ``platform`` and a UTC ``timestamp`` (ISO 8601).
+        ``platform``, a UTC ``timestamp`` (ISO 8601) and ``env``: the
+        environment variables that change timings (thread counts, glibc
+        allocator thresholds) that were set.
     """
     commit, dirty = _AT_START
     now = _git_state()
@@ -84,6 +91,7 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "platform": f"{platform.system()}-{platform.machine()}",
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "env": {k: os.environ[k] for k in TIMING_ENV if k in os.environ},
     }
     if now != _AT_START:
         out["git_commit_at_write"], out["git_dirty_at_write"] = now

@@ -223,3 +223,11 @@ def test_package_name_is_callable_after_import(data):
     x, y = data
     model = dial_model().eval()
     assert rd.evaluate(model, (x, y)).rows == evaluate(model, (x, y)).rows
+
+
+def test_provenance_records_timing_environment(monkeypatch):
+    """Allocator and thread settings change CPU timings by up to 2×: they are recorded."""
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4000000000")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    env = provenance("cpu")["env"]
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "4000000000" and "MALLOC_MMAP_THRESHOLD_" not in env
