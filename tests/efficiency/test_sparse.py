@@ -120,3 +120,43 @@ def test_channel_prune_transform_hits_density():
     assert cp.weight_density(model) == pytest.approx(0.4, abs=0.01)
     dens = channel_density(model, layers=list(cp.keep))
     assert dens == pytest.approx(cp.channel_density(model)) and dens < 0.6
+
+
+class _Crash:
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, info) -> None:
+        if info.step == self.at:
+            raise RuntimeError("simulated crash")
+
+
+def test_sparse_momentum_survives_a_crash_and_resume(tmp_path):
+    """fit + SparseMomentum crashed mid-epoch and resumed = the uninterrupted run: weights, masks, density."""
+    from robustdial.data import load_dataset
+    from robustdial.engine import FitConfig, fit
+    from robustdial.methods.standard import Standard
+
+    train = load_dataset("digits", split="train").subset(256)  # 4 steps per epoch at batch 64
+
+    def net(seed: int = 0) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                             nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(512, 10))
+
+    def cfg(**kw) -> FitConfig:
+        return FitConfig(epochs=3, batch_size=64, lr=0.05, device="cpu", augment="none", **kw)
+
+    ref_sm = SparseMomentum(0.3, epochs=3)
+    ref = fit(net(), Standard(), (train, None), cfg(), transforms=[ref_sm]).model
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(net(), Standard(), (train, None), cfg(out_dir=str(tmp_path)),
+            transforms=[SparseMomentum(0.3, epochs=3)], callbacks=[_Crash(at=10)])
+    sm = SparseMomentum(0.3, epochs=3)
+    res = fit(net(seed=7), Standard(), (train, None), cfg(out_dir=str(tmp_path), resume=True),
+              transforms=[sm])
+    a, b = ref.state_dict(), res.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sm.masks.keys() == ref_sm.masks.keys()
+    assert all(torch.equal(sm.masks[n], ref_sm.masks[n]) for n in sm.masks)
+    assert sm.active_count() == round(0.3 * sm.total_count())
