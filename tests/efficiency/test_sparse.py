@@ -1,6 +1,8 @@
 """Sparse momentum (FLOATS-i) and channel pruning (FLOATS-c)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -122,15 +124,6 @@ def test_channel_prune_transform_hits_density():
     assert dens == pytest.approx(cp.channel_density(model)) and dens < 0.6
 
 
-class _Crash:
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, info) -> None:
-        if info.step == self.at:
-            raise RuntimeError("simulated crash")
-
-
 def test_sparse_momentum_survives_a_crash_and_resume(tmp_path):
     """fit + SparseMomentum crashed mid-epoch and resumed = the uninterrupted run: weights, masks, density."""
     from robustdial.data import load_dataset
@@ -147,11 +140,15 @@ def test_sparse_momentum_survives_a_crash_and_resume(tmp_path):
     def cfg(**kw) -> FitConfig:
         return FitConfig(epochs=3, batch_size=64, lr=0.05, device="cpu", augment="none", **kw)
 
+    def crash(info) -> None:
+        if info.step == 10:  # inside epoch index 2
+            raise RuntimeError("simulated crash")
+
     ref_sm = SparseMomentum(0.3, epochs=3)
     ref = fit(net(), Standard(), (train, None), cfg(), transforms=[ref_sm]).model
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(net(), Standard(), (train, None), cfg(out_dir=str(tmp_path)),
-            transforms=[SparseMomentum(0.3, epochs=3)], callbacks=[_Crash(at=10)])
+            transforms=[SparseMomentum(0.3, epochs=3)], callbacks=[SimpleNamespace(on_step_end=crash)])
     sm = SparseMomentum(0.3, epochs=3)
     res = fit(net(seed=7), Standard(), (train, None), cfg(out_dir=str(tmp_path), resume=True),
               transforms=[sm])

@@ -64,6 +64,17 @@ def _float_case():
     return net, x, y, atk, {k: v.clone() for k, v in net.state_dict().items()}
 
 
+def _direct_float_loss(net, x, y, atk, noise: str):
+    """FLOAT's loss written out: 0.5·CE(clean half at λ=0) + 0.5·CE(attacked half at λ=1, ``noise``)."""
+    with rd.conditioned(net, lam=1.0, noise=noise):
+        with train_mode(net, False):
+            x_adv = atk(net, x[5:], y[5:])
+        la = F.cross_entropy(net(x_adv), y[5:])
+    with rd.conditioned(net, lam=0.0):
+        lc = F.cross_entropy(net(x[:5]), y[:5])
+    return 0.5 * lc + 0.5 * la
+
+
 def test_float_loss_equals_direct_computation():
     net, x, y, atk, state = _float_case()
     torch.manual_seed(1)
@@ -71,13 +82,7 @@ def test_float_loss_equals_direct_computation():
 
     net.load_state_dict(state)
     torch.manual_seed(1)  # same RNG order: random start, attack noise, forward noise
-    with rd.conditioned(net, lam=1.0, noise="sample"):
-        with train_mode(net, False):
-            x_adv = atk(net, x[5:], y[5:])
-        la = F.cross_entropy(net(x_adv), y[5:])
-    with rd.conditioned(net, lam=0.0):
-        lc = F.cross_entropy(net(x[:5]), y[:5])
-    torch.testing.assert_close(loss, 0.5 * lc + 0.5 * la)
+    torch.testing.assert_close(loss, _direct_float_loss(net, x, y, atk, noise="sample"))
     # the clean half really is noiseless: two clean passes agree exactly in eval mode
     net.eval()
     with rd.conditioned(net, lam=0.0, noise="sample"):
@@ -99,13 +104,7 @@ def test_float_step_noise_attacks_the_network_it_trains_on():
     from robustdial.layers import resample_noise
 
     resample_noise(net)
-    with rd.conditioned(net, lam=1.0, noise="hold"):
-        with train_mode(net, False):
-            x_adv = atk(net, x[5:], y[5:])
-        la = F.cross_entropy(net(x_adv), y[5:])
-    with rd.conditioned(net, lam=0.0):
-        lc = F.cross_entropy(net(x[:5]), y[:5])
-    torch.testing.assert_close(loss, 0.5 * lc + 0.5 * la)
+    torch.testing.assert_close(loss, _direct_float_loss(net, x, y, atk, noise="hold"))
     again = [m._held_eta for m in net.modules() if isinstance(m, NoisyConv2d)]
     assert all(torch.equal(a, b) for a, b in zip(held, again))
     # the next step draws a new η
