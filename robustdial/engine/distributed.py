@@ -10,6 +10,7 @@ except for BatchNorm, whose batch statistics are computed per rank.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 
@@ -116,7 +117,18 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def shutdown(info: DistInfo) -> None:
-    """Leave the process group if :func:`init_distributed` created it."""
+def shutdown(info: DistInfo, *, clean: bool = True) -> None:
+    """Leave the process group if :func:`init_distributed` created it.
+
+    DDP's reducer sits in reference cycles; if it outlives its (gloo) process
+    group it is destroyed during interpreter shutdown and the process aborts
+    ("terminate called without an active exception"). So the cycles are
+    collected first, and after a clean run the ranks meet at a barrier so none
+    tears the group down while another still communicates. After an error
+    (``clean=False``) there is no barrier: a crashed rank would never arrive.
+    """
     if info.created_group and dist.is_initialized():
+        gc.collect()
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()

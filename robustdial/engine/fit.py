@@ -139,9 +139,12 @@ def fit(model: nn.Module, method: Any, data: Any, config: FitConfig | Mapping[st
     train, val = _split_data(data)
     info = init_distributed(cfg.device)
     try:
-        return _fit(model, method, train, val, cfg, info, list(transforms), list(callbacks))
-    finally:
-        shutdown(info)
+        result = _fit(model, method, train, val, cfg, info, list(transforms), list(callbacks))
+    except BaseException:
+        shutdown(info, clean=False)
+        raise
+    shutdown(info)
+    return result
 
 
 def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResult:  # noqa: C901
