@@ -152,8 +152,6 @@ def _n(model):
     ("wrn40_2", {"conditioning": "oat"}, 3_886_394),
 ])
 def test_paper_parameter_counts(name, opts, expected):
-    if name not in rd.list_models():
-        pytest.skip(f"{name} is not in the model zoo yet (create_model lacks it)")
     assert _n(rd.create_model(name, **opts)) == expected
 
 

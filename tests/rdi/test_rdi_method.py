@@ -61,10 +61,7 @@ def test_rdi_training_improves_every_exit_on_mnist(shared_data_root):
 
     data = load_dataset("mnist", root=shared_data_root, split="train").subset(1024)
     torch.manual_seed(0)
-    try:
-        model = create_model("small_cnn", exits=True)
-    except (ValueError, TypeError) as exc:  # the zoo entry is another helper's
-        pytest.skip(f"small_cnn with exits unavailable: {exc}")
+    model = create_model("small_cnn", exits=True)
     method = RDI("average", attack=PGD(eps=0.1, alpha=0.05, steps=2))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x0, y0 = next(batches(data, 256))
