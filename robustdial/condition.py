@@ -165,9 +165,12 @@ class Condition:
         if not isinstance(self.lam, torch.Tensor) or self.lam.dim() == 0:
             return None
         adv = self.lam.reshape(-1) > self.threshold
-        n_adv = int(adv.sum())  # the one host sync
+        # the one host sync: how many are adversarial, and is an adversarial sample
+        # ever followed by a clean one (i.e. not "clean first")
+        n_adv, mixed = torch.stack([adv.sum(), (adv[:-1] & ~adv[1:]).sum()]).tolist()
+        n_adv = int(n_adv)
         n_clean = adv.numel() - n_adv
-        if n_adv == 0 or n_clean == 0 or not bool(adv[:n_clean].any()):
+        if not mixed:
             return None, None, n_clean, n_adv  # clean first: contiguous slices
         idx_adv = adv.nonzero().reshape(-1)
         idx_clean = (~adv).nonzero().reshape(-1)

@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..condition import get_condition, set_condition
@@ -40,10 +39,7 @@ NOISE_EXPORT = ("fixed", "off")
 
 def film_affine(film: nn.Module, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(μ, σ) of a FiLM layer at scalar λ: its output is ``x·μ + σ`` per channel."""
-    e = film.encoding.encode(float(lam), device=film.fc1.weight.device, dtype=film.fc1.weight.dtype)
-    h = film.fc2(F.leaky_relu(film.fc1(e), 0.01))
-    mu, sigma = F.leaky_relu(h, 0.01).chunk(2, dim=1)
-    return mu.reshape(-1), sigma.reshape(-1)
+    return film.affine(lam)
 
 
 def _record(model: nn.Module, input_shape: Sequence[int]) -> dict[int, tuple]:

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..condition import Condition, DialSpec, Interval
+from .dual_bn import DualBatchNorm2d
 
 __all__ = ["FiLM", "LambdaEncoding", "NormFiLM", "oat_layer_set"]
 
@@ -227,18 +228,26 @@ class FiLM(nn.Module):
         if isinstance(lam, torch.Tensor) and lam.dim() > 0 and e.shape[0] != x.shape[0]:
             raise ValueError(f"per-sample λ has {e.shape[0]} entries but the batch has "
                              f"{x.shape[0]}")
-        h = self.fc2(F.leaky_relu(self.fc1(e), _SLOPE))  # (1|B, 2C)
-        mu, sigma = F.leaky_relu(h, _SLOPE).chunk(2, dim=1)  # γ = g1(λ), β = g2(λ)
-        shape = (h.shape[0], self.num_features) + (1,) * (x.dim() - 2)
+        mu, sigma = self._mlp(e)
+        shape = (e.shape[0], self.num_features) + (1,) * (x.dim() - 2)
         return torch.addcmul(sigma.reshape(shape), x, mu.reshape(shape))  # x·μ + σ
 
-    def affine(self, lam: float, device: torch.device, dtype: torch.dtype
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(μ, σ), each (C,), at a scalar λ: the layer's output is ``x·μ + σ`` per channel."""
-        e = self.encoding.cached_encode(lam, device, dtype)  # (1, d)
-        h = self.fc2(F.leaky_relu(self.fc1(e), _SLOPE))
-        mu, sigma = F.leaky_relu(h, _SLOPE).reshape(-1).chunk(2)
+    def _mlp(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, σ), each (n, C), from encodings (n, d): γ = g1(λ), β = g2(λ)."""
+        h = self.fc2(F.leaky_relu(self.fc1(e), _SLOPE))  # (n, 2C)
+        mu, sigma = F.leaky_relu(h, _SLOPE).chunk(2, dim=1)
         return mu, sigma
+
+    def affine(self, lam: float, device: torch.device | None = None,
+               dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, σ), each (C,), at a scalar λ: the layer's output is ``x·μ + σ`` per channel.
+
+        ``device`` / ``dtype`` default to the MLP's.
+        """
+        w = self.fc1.weight
+        e = self.encoding.cached_encode(float(lam), device or w.device, dtype or w.dtype)  # (1, d)
+        mu, sigma = self._mlp(e)
+        return mu.reshape(-1), sigma.reshape(-1)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, embed_dim={self.encoding.dim}, init={self.init!r}"
@@ -272,8 +281,6 @@ class NormFiLM(nn.Sequential):
         if len(self) == 2:
             bn, film = self[0], self[1]
             if isinstance(film, FiLM) and not isinstance(film._lam, torch.Tensor):
-                from .dual_bn import DualBatchNorm2d
-
                 if isinstance(bn, DualBatchNorm2d) and bn._cond.bn_route is None:
                     bn = bn.bn_a if bn._cond.use_adv_bn else bn.bn_c
                 if type(bn) is nn.BatchNorm2d and bn.affine:
@@ -301,8 +308,6 @@ def oat_layer_set(base, *, embed_dim: int = 128, dual_bn: bool = True,
         ``aux_norm(C)`` -> ``DualBN(C) | BN(C)`` (no FiLM), ``cond(C)`` -> ``FiLM(C)``.
         All FiLM layers share one :class:`LambdaEncoding`; build one layer set per model.
     """
-    from .dual_bn import DualBatchNorm2d
-
     if film_init not in FILM_INITS:
         raise ValueError(f"film_init must be one of {FILM_INITS}, got {film_init!r}")
     encoding = LambdaEncoding(lam_values, dim=embed_dim, seed=encoding_seed)
