@@ -33,7 +33,7 @@ import torch
 
 from robustdial.data import ImageData
 from robustdial.engine import FitConfig, fit
-from robustdial.evaluate import provenance
+from robustdial.evaluation import provenance
 from robustdial.methods import PGDAT, Standard
 from robustdial.models import create_model
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustdial.attacks import PGD
-from robustdial.evaluate import provenance
+from robustdial.evaluation import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ Li, Wang, Xin, "An Integrated Approach to Produce Robust Deep Neural Network
 Models with High Efficiency" (LOD 2021). Table 6 trains En2ResNet-20
 (0.54 M) with the trade-off loss (Eq. 8, α = 1, β = 8) and BR binary weights
 on MNIST / Fashion-MNIST and reports natural accuracy N, FGSM (A1), IFGSM (A2)
-and C&W (A3) accuracy at ε = 0.031 (see ``robustdial.evaluate.br_suite``).
+and C&W (A3) accuracy at ε = 0.031 (see ``robustdial.evaluation.br_suite``).
 
 Scale (documented reduction, so the whole run fits in ~20 min on 2 CPU
 cores): En2ResNet-8 (two pre-act ResNet-8 members, noise c = 0.1, 156 k
@@ -55,9 +55,9 @@ from robustdial.compress import (  # noqa: E402
 )
 from robustdial.data import ImageData, load_dataset  # noqa: E402
 from robustdial.engine import FitConfig, fit  # noqa: E402
-from robustdial.evaluate.br_suite import br_attack_suite  # noqa: E402
-from robustdial.evaluate.provenance import provenance  # noqa: E402
-from robustdial.evaluate.randomized import EOT  # noqa: E402
+from robustdial.evaluation.br_suite import br_attack_suite  # noqa: E402
+from robustdial.evaluation._provenance import provenance  # noqa: E402
+from robustdial.evaluation.randomized import EOT  # noqa: E402
 from robustdial.methods import Tradeoff  # noqa: E402
 from robustdial.models._layers import plain_layer_set  # noqa: E402
 from robustdial.models.preact_resnet import LogitEnsemble, PreActResNet  # noqa: E402

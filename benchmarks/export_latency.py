@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 import robustdial as rd
-from robustdial.evaluate.provenance import provenance
+from robustdial.evaluation._provenance import provenance
 from robustdial.export import export_model, to_plain
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -49,7 +49,7 @@ import robustdial as rd
 from robustdial.attacks import PGD
 from robustdial.compress import ChannelPrune, SparseMomentum
 from robustdial.cost import count_macs, model_delay
-from robustdial.evaluate.provenance import provenance
+from robustdial.evaluation._provenance import provenance
 from robustdial.export import to_plain
 from robustdial.methods import build_method
 

@@ -36,7 +36,7 @@ from robustdial.cli._common import load_recipe
 from robustdial.cli.train import build_components, load_data
 from robustdial.data import load_dataset
 from robustdial.engine import EpsWarmup, fit, load
-from robustdial.evaluate import evaluate, provenance
+from robustdial.evaluation import evaluate, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs/rdi_mnist_smallcnn_pgdat.yaml"

@@ -44,8 +44,8 @@ import robustdial as rd
 from robustdial.attacks import FGSM, PGD
 from robustdial.data import load_dataset
 from robustdial.engine import FitConfig, fit
-from robustdial.evaluate import evaluate, plot_tradeoff, provenance
-from robustdial.evaluate.checklist import obfuscation_checklist
+from robustdial.evaluation import evaluate, plot_tradeoff, provenance
+from robustdial.evaluation.checklist import obfuscation_checklist
 from robustdial.methods import PGDAT, Standard
 from robustdial.methods.float import FLOAT
 from robustdial.methods.oat import OAT
@@ -142,7 +142,7 @@ def main() -> None:
         out["checklist"][key] = chk.to_dict()
         print(f"== checklist {key}: {'PASS' if chk.passed else 'FAIL'}\n{chk.to_table()}", flush=True)
 
-    from robustdial.evaluate import EvalResult
+    from robustdial.evaluation import EvalResult
 
     frontier = []
     for key in ("standard", *(f"pgd_at_{v:g}" for v in DIALS[1:])):

@@ -37,7 +37,7 @@ import torch
 import robustdial as rd
 from robustdial.attacks import PGD
 from robustdial.engine import build_optimizer
-from robustdial.evaluate import provenance
+from robustdial.evaluation import provenance
 from robustdial.methods import PGDAT
 from robustdial.methods.float import FLOAT
 from robustdial.methods.oat import OAT

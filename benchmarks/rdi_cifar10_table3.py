@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from robustdial.data import load_dataset
-from robustdial.evaluate.multi_exit import report
-from robustdial.evaluate.provenance import provenance
+from robustdial.evaluation.multi_exit import report
+from robustdial.evaluation._provenance import provenance
 from robustdial.models.convert import convert_rdi_checkpoint
 from robustdial.models.early_exit import exit_entropies
 

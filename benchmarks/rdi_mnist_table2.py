@@ -4,7 +4,7 @@ Trains one RDI-SmallCNN (3 exits) per defence with :class:`robustdial.methods.rd
 and :func:`robustdial.engine.fit`, calibrates the entropy thresholds on the
 **validation** split (≈ 1/3 of the samples per exit, App. C), then evaluates
 every attack form on the test set with adaptive inference
-(:func:`robustdial.evaluate.multi_exit.report`): TA, ATA per form, worst case,
+(:func:`robustdial.evaluation.multi_exit.report`): TA, ATA per form, worst case,
 average MFlops (conv MACs / 2²⁰) and saving against the backbone (final exit).
 ε = 0.3 (L∞, [0, 1] scale).
 
@@ -49,8 +49,8 @@ from robustdial.attacks import PGD
 from robustdial.cost.early_exit import plot_exit_histograms
 from robustdial.data import load_dataset
 from robustdial.engine import EpsWarmup, FitConfig, fit, save
-from robustdial.evaluate.multi_exit import report
-from robustdial.evaluate.provenance import provenance
+from robustdial.evaluation.multi_exit import report
+from robustdial.evaluation._provenance import provenance
 from robustdial.methods.rdi import RDI
 from robustdial.models import create_model
 from robustdial.models.early_exit import calibrate_thresholds, exit_entropies

@@ -34,7 +34,7 @@ from robustdial.condition import conditioned
 from robustdial.cost.early_exit import exit_costs_mflops, expected_cost
 from robustdial.data import load_dataset
 from robustdial.engine import load
-from robustdial.evaluate.provenance import provenance
+from robustdial.evaluation._provenance import provenance
 from robustdial.methods.pgd_at import PGDAT
 from robustdial.methods.rdi import RDI
 from robustdial.models.convert import convert_rdi_checkpoint

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import robustdial as rd
-from robustdial.evaluate.provenance import provenance
+from robustdial.evaluation._provenance import provenance
 from robustdial.methods import build_method
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,7 @@
 """The ``robustdial`` command: thin subcommands over the Python API.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
-``run(args) -> int``; modules listed in :data:`SUBCOMMANDS` that are not
-present are skipped. Logs (INFO) go to stderr, results to stdout.
+``run(args) -> int``. Logs (INFO) go to stderr, results to stdout.
 
 Examples::
 
@@ -14,39 +13,33 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-# subcommand -> module in robustdial.cli (imported when the parser is built;
-# missing modules are skipped so packages can add commands independently)
-SUBCOMMANDS: dict[str, str] = {
-    "train": "train",
-    "eval": "eval_cmd",
-    "list-models": "list_models",
-    "demo": "demo",
-    "plot": "plot",
-    "cost": "cost",
-    "export": "export",
-    "checklist": "checklist",
+from . import checklist, cost, demo, eval_cmd, export, list_models, plot, train
+
+# subcommand -> its module (read-only)
+SUBCOMMANDS = {
+    "train": train,
+    "eval": eval_cmd,
+    "list-models": list_models,
+    "demo": demo,
+    "plot": plot,
+    "cost": cost,
+    "export": export,
+    "checklist": checklist,
 }
 
 _log = logging.getLogger("robustdial")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ValueError, FileNotFoundError, NotADirectoryError,
-                                         TypeError]
-    try:
-        from robustdial.engine.checkpoint import CheckpointError
+    from robustdial.engine.checkpoint import CheckpointError
 
-        errors.append(CheckpointError)
-    except ImportError:  # pragma: no cover - partial installs
-        pass
-    return tuple(errors)
+    return (ValueError, FileNotFoundError, NotADirectoryError, TypeError, CheckpointError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,14 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="DEBUG logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command, module_name in SUBCOMMANDS.items():
-        full = f"{__name__}.{module_name}"
-        try:
-            module = importlib.import_module(full)
-        except ModuleNotFoundError as exc:
-            if exc.name == full:
-                continue  # not written yet / not installed
-            raise
+    for module in SUBCOMMANDS.values():
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run)
     return parser

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from robustdial.data import load_dataset
     from robustdial.engine import load
-    from robustdial.evaluate.checklist import obfuscation_checklist
+    from robustdial.evaluation.checklist import obfuscation_checklist
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load(args.checkpoint, device)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(("all checks passed" if result.passed else
                       f"{len(result.failed())} check(s) FAILED") + "\n")
     if args.json_out:
-        from robustdial.evaluate.provenance import provenance
+        from robustdial.evaluation._provenance import provenance
 
         result.meta["provenance"] = provenance(device)
         result.meta["checkpoint"] = args.checkpoint

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                              "delay_ratio": report["cost"]["delay"]["total_ns"] / rep2["delay"]["total_ns"]}
     _print(report, args.bits)
     if args.json_out:
-        from robustdial.evaluate.provenance import provenance
+        from robustdial.evaluation._provenance import provenance
 
         with open(args.json_out, "w") as fh:
             json.dump({**report, "provenance": provenance()}, fh, indent=2, default=str)

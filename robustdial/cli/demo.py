@@ -125,7 +125,7 @@ def run_demo(out: str | Path, *, seed: int = 0, eps: float = DEMO_EPS, epochs: i
     """
     from robustdial.data import load_dataset
     from robustdial.engine import FitConfig, fit, save
-    from robustdial.evaluate import evaluate, plot_tradeoff, provenance
+    from robustdial.evaluation import evaluate, plot_tradeoff, provenance
     from robustdial.models import create_model
     from robustdial.utils import seed_everything
 
@@ -170,7 +170,7 @@ def run_demo(out: str | Path, *, seed: int = 0, eps: float = DEMO_EPS, epochs: i
 def _table(results: dict[str, Any]) -> str:
     header = ("model", "condition", "clean %", "FGSM %", "PGD-20 %")
     lines: list[tuple[str, ...]] = []
-    from robustdial.evaluate import condition_label
+    from robustdial.evaluation import condition_label
 
     for label, res in results.items():
         if label.startswith("_"):

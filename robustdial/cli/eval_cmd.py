@@ -8,7 +8,7 @@ Examples::
 ``--dial`` lists are combined as a cartesian grid. ε (``--eps``, default: the
 training attack's ε from ``run.json``, else 8/255) is on the [0, 1] scale.
 Multi-exit models (with ``forward_exits``) and no ``--dial`` get the RDI-Nets
-Tables 2–4 layout from ``robustdial.evaluate.multi_exit.report``: TA, ATA per
+Tables 2–4 layout from ``robustdial.evaluation.multi_exit.report``: TA, ATA per
 attack form, worst case, average MFlops and saving.
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _dataset_name(run_info: dict[str, Any], override: str | None, ckpt: Path) ->
 
 
 def _multi_exit_report(model: Any, data: Any, args: argparse.Namespace, eps: float) -> None:
-    from robustdial.evaluate.multi_exit import report as multi_exit_report
+    from robustdial.evaluation.multi_exit import report as multi_exit_report
 
     kwargs: dict[str, Any] = {"eps": eps, "attacks": list(args.attack) or None, "seed": args.seed,
                               "batch_size": args.batch_size, "max_samples": args.max_samples,
@@ -100,7 +100,7 @@ def _multi_exit_report(model: Any, data: Any, args: argparse.Namespace, eps: flo
     report = multi_exit_report(model, data, **kwargs)
     print(report.to_table())
     if args.json_out:
-        from robustdial.evaluate import provenance
+        from robustdial.evaluation import provenance
 
         body = {**report.to_dict(), "eps": eps, "provenance": provenance(args.device)}
         Path(args.json_out).write_text(json.dumps(body, indent=2, default=str) + "\n")
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from robustdial.condition import sweep
     from robustdial.data import load_dataset
     from robustdial.engine import load
-    from robustdial.evaluate import evaluate
+    from robustdial.evaluation import evaluate
 
     ckpt = resolve_checkpoint(args.checkpoint)
     dials = parse_dials(args.dial)

@@ -45,7 +45,7 @@ def _frontier_point_label(res, path: Path, row) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustdial.evaluate import EvalResult, plot_tradeoff
+    from robustdial.evaluation import EvalResult, plot_tradeoff
 
     if args.label and len(args.label) != len(args.results):
         raise SystemExit(f"--label given {len(args.label)} times for {len(args.results)} result files")

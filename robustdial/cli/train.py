@@ -201,7 +201,7 @@ def run_eval_section(model: Any, section: Mapping[str, Any], data_name: str,
     """Evaluate on the test split with the recipe's ``eval`` attacks; print the table."""
     from robustdial.attacks import parse_attack
     from robustdial.data import load_dataset
-    from robustdial.evaluate import evaluate
+    from robustdial.evaluation import evaluate
 
     eps = parse_fraction(section.get("eps", 8 / 255))
     specs = list(section.get("attacks") or [])

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .quantize import Scheme, bits_of, normalize_scheme, quantize, quantized_layers
+from .projections import Scheme, bits_of, normalize_scheme, quantize, quantized_layers
 
 __all__ = ["BinaryConnect", "BinaryRelax"]
 
@@ -45,9 +45,9 @@ class BinaryConnect:
 
     Args:
         scheme: projection (``"binary"``, ``"ternary"``, ``"4bit"``, int k);
-            see :mod:`robustdial.compress.quantize`.
+            see :mod:`robustdial.compress.projections`.
         layers: explicit module/parameter names to quantize; default the
-            paper's rule (:func:`~robustdial.compress.quantize.quantized_layers`).
+            paper's rule (:func:`~robustdial.compress.projections.quantized_layers`).
 
     Use as an engine transform (``fit(..., transforms=[BinaryConnect()])``),
     then call :meth:`finalize` to write ``Q(w)`` into the model for
@@ -188,7 +188,7 @@ class BinaryRelax(BinaryConnect):
     """Binary-Relax: ``u = (η·Q(w) + w)/(η + 1)``, η ×= ρ per epoch, hard Q from the cut-off.
 
     Args:
-        scheme: projection; see :mod:`robustdial.compress.quantize`.
+        scheme: projection; see :mod:`robustdial.compress.projections`.
         rho: growth factor ρ ≥ 1 of η per epoch (paper: 1.05).
         eta0: η during the first epoch (paper: λ₀ = 1).
         cutoff_epoch: M; from this (0-based) epoch on, ``u = Q(w)``

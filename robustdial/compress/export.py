@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .quantize import Scheme, bits_of, normalize_scheme, quantize_levels, quantized_layers
+from .projections import Scheme, bits_of, normalize_scheme, quantize_levels, quantized_layers
 
 __all__ = ["export_quantized", "load_quantized", "storage_bits"]
 

@@ -9,7 +9,7 @@ Definitions of Li, Wang, Xin (LOD 2021), §5.1 / Table 5 (REFERENCE.md):
   slices = Σ in_channels of its convs).
 
 Densities are ``1 − sparsity``. Functions take a tensor (one layer) or a
-model (totals over :func:`~robustdial.compress.quantize.quantized_layers`,
+model (totals over :func:`~robustdial.compress.projections.quantized_layers`,
 or an explicit ``layers`` list). With ``scheme=...`` the metrics are those of
 ``Q(w)`` without changing the model.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .quantize import Scheme, quantize, quantized_layers
+from .projections import Scheme, quantize, quantized_layers
 
 __all__ = [
     "channel_density",

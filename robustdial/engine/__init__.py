@@ -9,7 +9,7 @@ from ._loop import StepInfo
 from .checkpoint import CheckpointError, load, load_train_state, read_run_info, save
 from .config import FitConfig
 from .eps_warmup import EpsWarmup
-from .fit import FitResult, fit
+from .trainer import FitResult, fit
 from .optim import build_optimizer, build_scheduler, param_groups
 
 __all__ = ["CheckpointError", "EpsWarmup", "FitConfig", "FitResult", "build_optimizer", "build_scheduler", "fit",

@@ -83,7 +83,7 @@ def export_model(model: nn.Module, out_dir: str | Path, dials: Mapping[str, Any]
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in gm.state_dict().items()}
     save_file(tensors, str(out / "model.safetensors"))
     try:
-        from robustdial.evaluate.provenance import provenance
+        from robustdial.evaluation._provenance import provenance
 
         prov: Any = provenance()
     except Exception as exc:  # noqa: BLE001 - provenance is best effort

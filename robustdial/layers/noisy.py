@@ -27,7 +27,7 @@ what moves the model along the trade-off), but the evaluated model is
 deterministic, so a white-box attack differentiates exactly the function that is
 scored — no randomness that could mask gradients or need EOT, and reproducible
 accuracies. ``noise="sample"`` reproduces PNI's stochastic evaluation; the
-obfuscation checklist (``robustdial.evaluate.checklist``) tests both.
+obfuscation checklist (``robustdial.evaluation.checklist``) tests both.
 
 At m = 0 (λ = 0, or λ ≤ λ_th = 0 …) the layer *is* the plain layer: no noise is
 drawn and the forward is the ordinary ``conv2d`` / ``linear`` call.
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..condition import Condition, DialSpec, Interval
+from .dual_bn import DualBatchNorm2d
 
 __all__ = ["NoisyConv2d", "NoisyLinear", "float_layer_set", "resample_noise"]
 
@@ -190,8 +191,6 @@ def float_layer_set(base, *, alpha_init: float = 0.25, dual_bn: bool = True,
         -> :class:`NoisyLinear`, ``norm`` / ``aux_norm`` -> ``DualBatchNorm2d``,
         ``cond`` -> Identity.
     """
-    from .dual_bn import DualBatchNorm2d
-
     counter = [noise_seed]
 
     def next_seed() -> int:

@@ -27,7 +27,6 @@ input/output shapes) reports the sliced MACs.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,42 +35,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..condition import Choices, Condition, DialSpec
+from ._widths import check_widths, scaled_channels, width_index
 from .noisy import NoisyConv2d, NoisyLinear
+from .switchable_bn import SwitchableBatchNorm2d
 
 __all__ = ["SlimmableConv2d", "SlimmableLinear", "SlimmableNoisyConv2d", "SlimmableNoisyLinear",
            "check_widths", "make_slimmable", "scaled_channels", "slimmable_layer_set"]
-
-
-def scaled_channels(channels: int, width: float) -> int:
-    """``⌈w·C⌉`` (at least 1), robust to float round-off (0.75·16 = 12)."""
-    return max(1, math.ceil(round(width * channels, 6)))
-
-
-def check_widths(widths: Sequence[float]) -> tuple[float, ...]:
-    """Sorted, distinct width factors in (0, 1].
-
-    Raises:
-        ValueError: empty, duplicated or out-of-range widths.
-    """
-    try:
-        vals = tuple(sorted(float(w) for w in widths))
-    except (TypeError, ValueError):
-        raise ValueError(f"widths must be numbers in (0, 1], e.g. (0.5, 0.75, 1.0); got {widths!r}") from None
-    if not vals or any(not 0.0 < w <= 1.0 for w in vals) or len(set(vals)) != len(vals):
-        raise ValueError(f"widths must be distinct numbers in (0, 1], e.g. (0.5, 0.75, 1.0); "
-                         f"got {widths!r}")
-    return vals
-
-
-def width_index(widths: tuple[float, ...], width: float | None) -> int:
-    """Index of ``width`` in ``widths`` (``None`` -> the widest)."""
-    if width is None:
-        return len(widths) - 1
-    for i, w in enumerate(widths):
-        if abs(w - float(width)) < 1e-9:
-            return i
-    raise ValueError(f"width={width:g} was not trained; valid widths: "
-                     f"{', '.join(f'{w:g}' for w in widths)}")
 
 
 class _Slim:
@@ -273,8 +242,6 @@ def slimmable_layer_set(base: Any, widths: Sequence[float]) -> Any:
         base: the layer set to make slimmable.
         widths: width factors, e.g. ``(0.5, 0.75, 1.0)``.
     """
-    from .switchable_bn import SwitchableBatchNorm2d
-
     ws = check_widths(widths)
 
     def conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..condition import Choices, Condition, DialSpec
-from .slimmable import check_widths, scaled_channels, width_index
+from ._widths import check_widths, scaled_channels, width_index
 
 __all__ = ["SwitchableBatchNorm2d"]
 

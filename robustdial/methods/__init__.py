@@ -1,25 +1,38 @@
 """Training objectives: ``method.loss(model, (x, y)) -> (loss, metrics)``.
 
-Build one by name with :func:`build_method` (``"standard"``, ``"pgd_at"``,
-``"trades"``, ``"tradeoff"``, and every method file that defines a
-module-level ``METHOD`` class, e.g. ``"oat"`` -> ``robustdial.methods.oat``).
+Build one by name with :func:`build_method`; :func:`list_methods` names every
+method (one file each: ``standard``, ``pgd_at``, ``trades``, ``tradeoff``,
+``oat``, ``oats``, ``float``, ``float_slim``, ``pgd_ats``, ``rdi``,
+``slimmable``).
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
 from .base import BN_MODES, Method, accuracy, attack_config, build_attack
+from .float import FLOAT
+from .float_slim import FLOATSlim
+from .oat import OAT
+from .oats import OATS
 from .pgd_at import PGDAT
+from .pgd_ats import PGDATS
+from .rdi import RDI
+from .slimmable import Slimmable
 from .standard import Standard
 from .tradeoff import Tradeoff
 from .trades import TRADES, TradesKL, kl_per_sample
 
 __all__ = [
     "BN_MODES",
+    "FLOAT",
+    "FLOATSlim",
     "Method",
+    "OAT",
+    "OATS",
     "PGDAT",
+    "PGDATS",
+    "RDI",
+    "Slimmable",
     "Standard",
     "TRADES",
     "Tradeoff",
@@ -33,17 +46,13 @@ __all__ = [
     "method_class",
 ]
 
-# Built-in names -> classes. Other methods live in their own files and are
-# imported on first use (name "oat" -> module robustdial.methods.oat, class
-# given by that module's ``METHOD`` attribute). Read-only after import.
-_BUILTIN: dict[str, type[Method]] = {
-    "standard": Standard,
-    "pgd_at": PGDAT,
-    "trades": TRADES,
-    "tradeoff": Tradeoff,
+# name -> class (read-only after import)
+_METHODS: dict[str, type[Method]] = {
+    "standard": Standard, "pgd_at": PGDAT, "trades": TRADES, "tradeoff": Tradeoff,
+    "oat": OAT, "oats": OATS, "float": FLOAT, "float_slim": FLOATSlim, "pgd_ats": PGDATS,
+    "rdi": RDI, "slimmable": Slimmable,
 }
 _ALIASES = {"pgdat": "pgd_at", "pgd": "pgd_at", "natural": "standard", "at": "pgd_at"}
-_NOT_METHODS = {"base", "standard", "pgd_at", "trades", "tradeoff"}
 
 
 def _key(name: str) -> str:
@@ -52,7 +61,7 @@ def _key(name: str) -> str:
 
 
 def method_class(name: str) -> type[Method]:
-    """The class registered under ``name`` (imports ``robustdial.methods.<name>`` if needed).
+    """The class registered under ``name``.
 
     Raises:
         ValueError: unknown name (the message lists the available methods).
@@ -60,20 +69,10 @@ def method_class(name: str) -> type[Method]:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"method name must be a non-empty string, got {name!r}; "
                          f"available: {', '.join(list_methods())}")
-    key = _key(name)
-    if key in _BUILTIN:
-        return _BUILTIN[key]
-    if key.isidentifier() and not key.startswith("_"):
-        try:
-            module = importlib.import_module(f"{__name__}.{key}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{key}":
-                raise
-        else:
-            cls = getattr(module, "METHOD", None)
-            if isinstance(cls, type) and issubclass(cls, Method):
-                return cls
-    raise ValueError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
+    cls = _METHODS.get(_key(name))
+    if cls is None:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
+    return cls
 
 
 def build_method(name: str, **kwargs: Any) -> Method:
@@ -93,9 +92,5 @@ def build_method(name: str, **kwargs: Any) -> Method:
 
 
 def list_methods() -> list[str]:
-    """Names accepted by :func:`build_method`: built-ins plus method files present."""
-    names = set(_BUILTIN)
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_") and info.name not in _NOT_METHODS:
-            names.add(info.name)
-    return sorted(names)
+    """Names accepted by :func:`build_method`."""
+    return sorted(_METHODS)

@@ -8,11 +8,14 @@ they ask a :class:`LayerSet`. Conditioning options swap the factories:
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
+
+from ..layers.film import oat_layer_set
+from ..layers.noisy import float_layer_set
+from ..layers.slimmable import slimmable_layer_set
 
 __all__ = ["LayerSet", "build_layer_set", "plain_layer_set"]
 
@@ -62,10 +65,7 @@ def plain_layer_set() -> LayerSet:
     return LayerSet()
 
 
-_CONDITIONINGS = {
-    "oat": ("robustdial.layers.film", "oat_layer_set"),
-    "float": ("robustdial.layers.noisy", "float_layer_set"),
-}
+_CONDITIONINGS: dict[str, Callable[..., LayerSet]] = {"oat": oat_layer_set, "float": float_layer_set}
 
 
 def build_layer_set(conditioning: str | None = None, widths: Sequence[float] | None = None,
@@ -84,11 +84,9 @@ def build_layer_set(conditioning: str | None = None, widths: Sequence[float] | N
         if key not in _CONDITIONINGS:
             raise ValueError(f"unknown conditioning {conditioning!r}; choose one of "
                              f"{sorted(_CONDITIONINGS)} or None")
-        mod, fn = _CONDITIONINGS[key]
-        layers = getattr(importlib.import_module(mod), fn)(layers, **opts)
+        layers = _CONDITIONINGS[key](layers, **opts)
     elif opts:
         raise TypeError(f"options {sorted(opts)} need conditioning='oat' or 'float'")
     if widths is not None:
-        slim = importlib.import_module("robustdial.layers.slimmable")
-        layers = slim.slimmable_layer_set(layers, tuple(float(w) for w in widths))
+        layers = slimmable_layer_set(layers, tuple(float(w) for w in widths))
     return layers

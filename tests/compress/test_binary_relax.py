@@ -10,7 +10,7 @@ from torch import nn
 
 from robustdial.compress.binary_relax import BinaryConnect, BinaryRelax
 from robustdial.compress.metrics import sparsity_report
-from robustdial.compress.quantize import quantize
+from robustdial.compress.projections import quantize
 
 
 class _Net(nn.Module):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustdial.compress.quantize import (
+from robustdial.compress.projections import (
     bits_of, normalize_scheme, quantize, quantize_levels, quantized_layers,
 )
 

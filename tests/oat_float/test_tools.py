@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import robustdial as rd
-from robustdial.evaluate import EvalResult, EvalRow
-from robustdial.evaluate.checklist import obfuscation_checklist
-from robustdial.evaluate.saliency import plot_saliency, saliency_maps
+from robustdial.evaluation import EvalResult, EvalRow
+from robustdial.evaluation.checklist import obfuscation_checklist
+from robustdial.evaluation.saliency import plot_saliency, saliency_maps
 from _nets import TinyNet
 
 

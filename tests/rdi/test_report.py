@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from robustdial.evaluate.multi_exit import report
+from robustdial.evaluation.multi_exit import report
 from robustdial.models.early_exit import adaptive_forward
 
 

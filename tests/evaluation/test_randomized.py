@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustdial.attacks import CW, FGSM, PGD
-from robustdial.evaluate.br_suite import br_attack_suite
-from robustdial.evaluate.randomized import EOT, AveragedLogits, eot_loss, predict_averaged
+from robustdial.evaluation.br_suite import br_attack_suite
+from robustdial.evaluation.randomized import EOT, AveragedLogits, eot_loss, predict_averaged
 
 
 class _Noisy(nn.Module):

@@ -43,7 +43,7 @@ from robustdial.cost.early_exit import exit_costs_mflops, expected_cost
 from robustdial.models.early_exit import adaptive_forward, iter_batches, resolve_thresholds, select_exits
 from robustdial.utils import model_device, train_mode
 
-from .provenance import provenance
+from ._provenance import provenance
 
 __all__ = ["MultiExitReport", "report"]
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from robustdial.attacks import FGSM, PGD
 from robustdial.condition import Condition, Interval, get_condition, set_condition
-from robustdial.evaluate import EvalResult, EvalRow, evaluate, plot_tradeoff, provenance
+from robustdial.evaluation import EvalResult, EvalRow, evaluate, plot_tradeoff, provenance
 
 
 class LamShift(nn.Module):
@@ -206,7 +206,7 @@ def test_provenance_records_the_commit_the_run_started_from(monkeypatch):
     """A checkout that changes while a run goes on does not rewrite the run's commit."""
     import importlib
 
-    prov_mod = importlib.import_module("robustdial.evaluate.provenance")  # the module, not the function
+    prov_mod = importlib.import_module("robustdial.evaluation._provenance")  # the module, not the function
 
     now = prov_mod._git_state()
     assert provenance()["git_commit"] == now[0]  # nothing changed since import in this test
@@ -218,7 +218,7 @@ def test_provenance_records_the_commit_the_run_started_from(monkeypatch):
 
 def test_package_name_is_callable_after_import(data):
     import robustdial as rd
-    import robustdial.evaluate  # noqa: F401 - binds the sub-package under the same name
+    import robustdial.evaluation  # noqa: F401 - binds the sub-package under the same name
 
     x, y = data
     model = dial_model().eval()

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..condition import Condition, conditioned
 from ..utils import model_device, train_mode
-from .provenance import provenance
+from ._provenance import provenance
 from .result import EvalResult, EvalRow, condition_label
 
 __all__ = ["evaluate"]

@@ -15,7 +15,7 @@ tends to fail. For each condition (dial setting) of the model:
    tol) and flattens (the last two differ by ≤ ``flat_tol``).
 5. ``unbounded``: PGD with ε = 1 (the whole image range) reaches ≈ 0 %.
 
-Every attack is run by :func:`robustdial.evaluate.evaluate` (eval-mode BN,
+Every attack is run by :func:`robustdial.evaluation.evaluate` (eval-mode BN,
 seeded random starts). Accuracies are % of the evaluated samples; ε and step
 sizes are on the [0, 1] pixel scale.
 """
@@ -146,7 +146,7 @@ def obfuscation_checklist(model: nn.Module, data: Any, *, eps: float,
         flat_tol: max. change (pp) between the last two step counts of test 4.
             Both slacks are raised to at least one sample (100/n pp) on small sets.
         zero_acc: accuracy (%) counted as "≈ 0 %" in tests 3 and 5.
-        batch_size, max_samples, seed, device: as :func:`~robustdial.evaluate.evaluate`.
+        batch_size, max_samples, seed, device: as :func:`~robustdial.evaluation.evaluate`.
 
     Returns:
         :class:`ChecklistResult` (table via ``str``, JSON via ``to_json``).

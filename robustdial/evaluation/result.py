@@ -1,7 +1,7 @@
 """Evaluation results: one row per (condition, attack), as table, CSV or JSON.
 
 Accuracies are percentages (0–100) of the ``n`` evaluated samples; the attack
-column is the attack's name as given to :func:`~robustdial.evaluate.evaluate`
+column is the attack's name as given to :func:`~robustdial.evaluation.evaluate`
 (by default its ``repr``, which lists its hyper-parameters, ε on the [0, 1]
 scale).
 """

@@ -45,7 +45,7 @@ def br_attack_suite(eps: float | None = 0.031, *, dataset: str | None = None,
         eps: L∞ radius on the [0, 1] scale; ``None`` takes :data:`BR_EPS` of
             ``dataset``.
         dataset: dataset name, used only when ``eps`` is None.
-        eot_samples: wrap every attack in :class:`~robustdial.evaluate.randomized.EOT`
+        eot_samples: wrap every attack in :class:`~robustdial.evaluation.randomized.EOT`
             with this many noisy forwards (for EnResNet with noise on).
         pgd: include PGD-20 (step 2.5·ε/20, random start).
         cw: include C&W-L2 (slow on CPU).
