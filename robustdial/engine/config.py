@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["FitConfig", "SCHEDULES", "SELECT", "AMP_MODES"]
 
-SCHEDULES = ("cosine", "multistep", "constant")
+SCHEDULES = ("cosine", "multistep", "constant", "cyclic")
 SELECT = ("val_acc", "val_robust_acc", "last")
 AMP_MODES = (None, "bf16", "fp16")
 
@@ -33,7 +33,9 @@ class FitConfig:
         weight_decay: L2 penalty on weights; never applied to BN parameters,
             biases, or parameters the model marks as no-decay.
         schedule: ``"cosine"`` (to 0 over the run), ``"multistep"`` (× ``gamma``
-            at each milestone) or ``"constant"``; stepped every iteration.
+            at each milestone), ``"constant"`` or ``"cyclic"`` (one triangle
+            peaking at 2/5 of the run, as in fast adversarial training);
+            stepped every iteration.
         milestones: multistep boundaries in epochs (in iterations when
             training by ``iterations``).
         gamma: multistep decay factor.

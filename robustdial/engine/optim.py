@@ -73,7 +73,10 @@ def lr_lambda(schedule: str, total_steps: int, milestones: Sequence[int] = (),
     Args:
         schedule: ``"cosine"``: ½(1 + cos(π·t/T)), from 1 at t = 0 to 0 at t = T;
             ``"multistep"``: ``gamma ** (number of milestones ≤ t)``;
-            ``"constant"``: 1.
+            ``"constant"``: 1;
+            ``"cyclic"``: one triangle (Wong, Rice, Kolter, ICLR 2020, fast
+            adversarial training): linear from 0 to 1 over the first 2/5 of
+            the run, then linear back to 0 at t = T.
         total_steps: T, iterations of the whole run.
         milestones: multistep boundaries in iterations.
         gamma: multistep factor.
@@ -85,7 +88,12 @@ def lr_lambda(schedule: str, total_steps: int, milestones: Sequence[int] = (),
         return lambda t: gamma ** sum(1 for m in ms if t >= m)
     if schedule == "constant":
         return lambda t: 1.0
-    raise ValueError(f"unknown schedule {schedule!r}; use cosine, multistep or constant")
+    if schedule == "cyclic":
+        peak = max(1.0, 0.4 * total_steps)
+        rest = max(1.0, total_steps - peak)
+        # the first step already trains at peak/… > 0 (t + 1), so no step is wasted at lr 0
+        return lambda t: (min(t + 1, peak) / peak) if t + 1 <= peak else max(0.0, (total_steps - t) / rest)
+    raise ValueError(f"unknown schedule {schedule!r}; use cosine, multistep, constant or cyclic")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int,

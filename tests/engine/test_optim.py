@@ -90,5 +90,18 @@ def test_multistep_and_constant():
     assert lrs[10:20] == pytest.approx([0.02] * 10)
     assert lrs[20:] == pytest.approx([0.002] * 10)
     assert _lrs("constant", 5) == pytest.approx([0.2] * 5)
-    with pytest.raises(ValueError, match="cosine, multistep or constant"):
+    with pytest.raises(ValueError, match="cosine, multistep, constant or cyclic"):
         lr_lambda("linear", 10)
+
+
+def test_cyclic_is_one_triangle_peaking_at_two_fifths():
+    # Wong et al. 2020: linear up to the peak at 2/5 of the run, linear down to 0 at the end
+    f = lr_lambda("cyclic", 10)
+    assert [round(f(t), 4) for t in range(11)] == [0.25, 0.5, 0.75, 1.0, 1.0, 0.8333, 0.6667,
+                                                    0.5, 0.3333, 0.1667, 0.0]
+    g = lr_lambda("cyclic", 1000)
+    vals = [g(t) for t in range(1000)]
+    assert max(vals) == pytest.approx(1.0) and vals.index(max(vals)) == 399
+    assert all(a <= b for a, b in zip(vals[:399], vals[1:400]))  # rising
+    assert all(a >= b for a, b in zip(vals[400:], vals[401:]))   # falling
+    assert vals[-1] < 0.01
