@@ -67,9 +67,17 @@ class AutoAttack(Attack):
         seed: seed of AutoAttack's internal randomness (the caller's global
             RNG state is restored afterwards).
         batch_size: AutoAttack's internal batch size (default: the whole batch).
-        attacks: run only these components (``version="custom"``), e.g.
-            ``("apgd-ce", "apgd-t")``; names: apgd-ce, apgd-dlr, apgd-t, fab,
-            fab-t, square.
+        attacks: run only these components (``version="custom"``, the
+            package's per-component defaults: APGD with 5 restarts …), e.g.
+            ``("square",)``; names: apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square.
+        components: run only these components *with the settings of*
+            ``version``: ``AutoAttack(version="standard", components=("apgd-ce",
+            "apgd-t"))`` is the "fast" profile (APGD-CE with 1 restart, APGD-T
+            with 9 target classes, 100 iterations each; FAB-T and Square
+            skipped), the same as a direct ``pyautoattack.AutoAttack(...,
+            version="standard")`` whose ``attacks_to_run`` is set to those two.
+        square_queries: Square's query budget (the package's default 5000).
+        eot_iter: EOT forwards per APGD gradient (``version="rand"`` uses 20).
 
     Samples the model already misclassifies are returned unchanged, as
     AutoAttack does.
@@ -79,7 +87,8 @@ class AutoAttack(Attack):
 
     def __init__(self, *, norm: str = "Linf", eps: float = 8 / 255, version: str = "standard",
                  seed: int = 0, batch_size: int | None = None,
-                 attacks: Sequence[str] | None = None) -> None:
+                 attacks: Sequence[str] | None = None, components: Sequence[str] | None = None,
+                 square_queries: int | None = None, eot_iter: int | None = None) -> None:
         super().__init__()
         key = norm.lower()
         if key not in _NORMS:
@@ -91,6 +100,17 @@ class AutoAttack(Attack):
             version = "custom"
         elif version not in _VERSIONS:
             raise ValueError(f"version must be one of {_VERSIONS}, got {version!r}")
+        if components is not None:
+            if attacks is not None:
+                raise ValueError("pass either attacks= (custom settings) or components= "
+                                 "(a version's settings), not both")
+            bad = set(components) - set(_COMPONENTS)
+            if bad or not components:
+                raise ValueError(f"components must be a non-empty subset of {_COMPONENTS}, "
+                                 f"got {components!r}")
+        for name, value in (("square_queries", square_queries), ("eot_iter", eot_iter)):
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         self._cls = _load_autoattack_class()  # fail at construction, not mid-evaluation
         self.norm = _NORMS[key]
         self.eps = _check_eps("eps", eps, allow_zero=False)
@@ -98,8 +118,13 @@ class AutoAttack(Attack):
         self.seed = int(seed)
         self.batch_size = batch_size
         self.attacks = None if attacks is None else tuple(attacks)
+        self.components = None if components is None else tuple(components)
+        self.square_queries = None if square_queries is None else int(square_queries)
+        self.eot_iter = None if eot_iter is None else int(eot_iter)
         if self.attacks is not None:
             self._repr_fields = ("norm", "eps", "version", "attacks")
+        elif self.components is not None:
+            self._repr_fields = ("norm", "eps", "version", "components")
 
     def _build(self, model: nn.Module, device: torch.device) -> Any:
         params = inspect.signature(self._cls).parameters
@@ -111,6 +136,15 @@ class AutoAttack(Attack):
             kw["attacks" if "attacks" in params else "attacks_to_run"] = list(self.attacks)
         aa = self._cls(model, **{k: v for k, v in kw.items() if k in params})
         aa.verbose = False
+        if self.components is not None:  # the version's settings, fewer components
+            order = list(aa.attacks_to_run)  # the version's order: cheap components first
+            aa.attacks_to_run = ([c for c in order if c in self.components]
+                                 + [c for c in self.components if c not in order])
+        if self.square_queries is not None:
+            aa.square.n_queries = self.square_queries
+        if self.eot_iter is not None:
+            aa.apgd.eot_iter = self.eot_iter
+            aa.apgd_targeted.eot_iter = self.eot_iter
         return aa
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
