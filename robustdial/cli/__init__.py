@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-from . import checklist, cost, demo, eval_cmd, export, list_models, plot, train
+from . import checklist, cost, demo, eval_cmd, export, list_models, plot, report, train
 
 # subcommand -> its module (read-only)
 SUBCOMMANDS = {
@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "cost": cost,
     "export": export,
     "checklist": checklist,
+    "report": report,
 }
 
 _log = logging.getLogger("robustdial")
