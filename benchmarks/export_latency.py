@@ -1,7 +1,8 @@
 """Latency of an exported model ÷ the plain backbone of the same width (target ≤ 1.02).
 
-The exported network (``robustdial.export.export_model`` -> ``load_exported``,
-a torch.fx graph of standard layers) is timed against the *plain backbone at
+The exported network (``robustdial.export.export_model`` ->
+``robustdial.export.load_exported``: standard layers run by the loader's
+interpreter loop over the exported graph) is timed against the *plain backbone at
 that width*: the same architecture's own Python ``forward`` with ordinary
 Conv2d / BatchNorm2d / Linear layers of ⌈w·C⌉ channels (``to_plain`` of an
 unconditioned slimmable model). Both run in eval mode under
@@ -11,7 +12,7 @@ provenance to ``benchmarks/results/export_latency.json``.
 The allocator matters on CPU. With glibc's default thresholds, large freed
 activation blocks are given back to the OS and page-faulted in again on the
 next forward; how often depends on *when* a forward frees its intermediates,
-which differs between the exported torch.fx graph (frees each value right
+which differs between the exported graph (the loader frees each value right
 after its last use) and the architecture's own ``forward``, although both run
 exactly the same kernels (same aten op counts in the profiler). So the
 benchmark measures each model twice, in fresh processes: with the default
@@ -41,7 +42,7 @@ import torch
 
 import robustdial as rd
 from robustdial.evaluation._provenance import provenance
-from robustdial.export import export_model, to_plain
+from robustdial.export import export_model, load_exported, to_plain
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_TRIM = {"MALLOC_MMAP_THRESHOLD_": "4000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000"}
@@ -80,10 +81,7 @@ def main() -> None:
     model = rd.create_model(args.model, conditioning=args.conditioning, widths=widths).eval()
     backbone = to_plain(rd.create_model(args.model, widths=widths).eval(), {"width": args.width})
     with tempfile.TemporaryDirectory() as d:
-        export_model(model, d, {"lam": args.lam, "width": args.width})
-        sys.path.insert(0, d)
-        from load_exported import load_exported  # the standalone loader written beside the export
-
+        export_model(model, d, {"lam": args.lam, "width": args.width})  # d exists, empty
         exported = load_exported(d, device)
     backbone = backbone.to(device).eval()
     x = torch.rand(args.batch_size, 3, 32, 32, device=device)

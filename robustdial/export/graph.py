@@ -1,39 +1,43 @@
-"""The plain model as a tiny JSON graph of standard ``torch.nn`` modules, and channel removal.
+"""The plain model as a data-only JSON graph of whitelisted operations, and channel removal.
 
-Layout (``layout.json``, format ``robustdial-export/1``)::
+Layout (``layout.json``, format ``robustdial-export/2``)::
 
-    {"format": "robustdial-export/1",
+    {"format": "robustdial-export/2",
      "modules": {"<dotted name>": {"type": "Conv2d", "args": {...constructor kwargs}}, ...},
-     "attributes": ["<dotted name of a constant tensor>", ...],
+     "constants": ["<dotted name of a constant tensor>", ...],
      "graph": [{"name": "x", "op": "placeholder", "target": "x", "args": [], "kwargs": {}},
                {"name": "conv1", "op": "call_module", "target": "conv1",
                 "args": [{"node": "x"}], "kwargs": {}},
-               {"name": "add", "op": "call_function", "target": "operator.add", ...},
+               {"name": "add", "op": "call_function", "target": "add", ...},
                {"name": "output", "op": "output", "target": "output", "args": [{"node": "fc"}]}],
      ...metadata}
 
-``op`` is one of torch.fx's ``placeholder``, ``get_attr``, ``call_module``,
-``call_function`` (targets ``torch.*`` / ``operator.*`` / ``math.*`` by
-qualified name), ``call_method`` (a tensor method name) and ``output``.
-Argument values are JSON scalars and lists, plus ``{"node": name}``,
-``{"tuple": [...]}``, ``{"slice": [start, stop, step]}``, ``{"dtype": name}``
-and ``{"dict": {...}}``. Module types are ``torch.nn`` class names; their
-parameters and the constant tensors are in ``model.safetensors`` under the
-module's dotted name (the plain model's ``state_dict``).
+``op`` is one of ``placeholder`` (an input), ``get_attr`` (a constant tensor),
+``call_module`` (a module of ``modules``), ``call_function``, ``call_method``
+and ``output``. Module types, function and tensor-method names are *keys of
+fixed tables* in the loader (``robustdial/export/loader.py``: ``MODULES``,
+``FUNCTIONS``, ``METHODS``), not import paths; module constructor arguments are
+checked against the table. Argument values are numbers, booleans, ``null``,
+lists, ``{"node": name}`` (an earlier node), ``{"tuple": [...]}`` and
+``{"slice": [start, stop, step]}``. The tensors are in ``model.safetensors``
+under their dotted names (the plain model's ``state_dict``). The loader runs
+the graph with an interpreter loop; no string of the layout becomes code.
 """
 from __future__ import annotations
 
 import inspect
-import operator
 from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import nn
 
+from .loader import FORMAT, FUNCTIONS, METHODS, MODULES
+
 __all__ = ["FORMAT", "graph_layout", "remove_zero_channels", "trace"]
 
-FORMAT = "robustdial-export/1"
+# traced callables that are the same operation as a loader table entry (same arguments)
+_ALIASES = {torch.relu: "relu"}
 
 # modules that act per channel and keep the channel order
 _CHANNELWISE = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Identity, nn.MaxPool2d,
@@ -137,44 +141,49 @@ def remove_zero_channels(gm: fx.GraphModule) -> int:
     return removed
 
 
-def _encode(value: Any) -> Any:
+def _encode(value: Any, where: str) -> Any:
     if isinstance(value, fx.Node):
         return {"node": value.name}
     if isinstance(value, tuple):
-        return {"tuple": [_encode(v) for v in value]}
+        return {"tuple": [_encode(v, where) for v in value]}
     if isinstance(value, list):
-        return [_encode(v) for v in value]
-    if isinstance(value, dict):
-        return {"dict": {str(k): _encode(v) for k, v in value.items()}}
+        return [_encode(v, where) for v in value]
     if isinstance(value, slice):
-        return {"slice": [_encode(value.start), _encode(value.stop), _encode(value.step)]}
-    if isinstance(value, torch.dtype):
-        return {"dtype": str(value).replace("torch.", "")}
-    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"slice": [_encode(value.start, where), _encode(value.stop, where),
+                          _encode(value.step, where)]}
+    if value is None or isinstance(value, (bool, int, float)):
         return value
-    raise ValueError(f"cannot export a graph argument of type {type(value).__name__} ({value!r})")
+    raise ValueError(f"{where}: cannot export an argument of type {type(value).__name__} "
+                     f"({value!r}); the export format takes numbers, booleans, None, lists, "
+                     "tuples, slices and graph nodes")
 
 
-def _function_name(fn: Any) -> str:
-    mod = getattr(fn, "__module__", None) or ""
-    if fn is getattr(operator, getattr(fn, "__name__", ""), None):
-        mod = "operator"
-    if mod.startswith("torch._C") or mod == "torch.functional":
-        mod = "torch"
-    name = f"{mod}.{fn.__name__}"
-    if not (name.startswith("torch.") or name.startswith("operator.") or name.startswith("math.")):
-        raise ValueError(f"cannot export a call to {name}: only torch.*, operator.* and math.* "
-                         "functions are allowed in the exported graph")
-    return name
+def _function_name(fn: Any, where: str) -> str:
+    if fn in _ALIASES:
+        return _ALIASES[fn]
+    for name, spec in FUNCTIONS.items():
+        if spec.fn is fn:
+            return name
+    qual = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__name__', repr(fn))}"
+    raise ValueError(f"{where}: cannot export a call to {qual}; the loader's fixed function "
+                     f"table has {sorted(FUNCTIONS)} (robustdial/export/loader.py)")
 
 
 def _module_args(m: nn.Module) -> dict[str, Any]:
     args: dict[str, Any] = {}
+    allowed = MODULES[type(m).__name__].args
     for pname, p in inspect.signature(type(m).__init__).parameters.items():
         if pname in ("self", "device", "dtype") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
+        if pname not in allowed:  # a newer torch argument the loader's table does not check yet
+            raise ValueError(f"{type(m).__name__} has a constructor argument {pname!r} that the "
+                             "loader's MODULES table does not know; add it there")
         if pname == "bias" and isinstance(m, (nn.Conv2d, nn.Linear)):
             args["bias"] = m.bias is not None
+            continue
+        if pname == "bias" and isinstance(m, nn.BatchNorm2d):  # keyword of newer torch only:
+            if m.affine and m.bias is None:  # written when not the default, so that other
+                args["bias"] = False  # torch versions load the usual exports
             continue
         if not hasattr(m, pname):
             continue
@@ -184,23 +193,38 @@ def _module_args(m: nn.Module) -> dict[str, Any]:
 
 
 def graph_layout(gm: fx.GraphModule) -> dict[str, Any]:
-    """The JSON layout of a traced plain model (see the module doc)."""
+    """The JSON layout of a traced plain model (see the module doc).
+
+    Raises:
+        ValueError: a layer, function, method or argument that the loader's fixed
+            tables do not have (the message names the node).
+    """
     modules: dict[str, Any] = {}
-    attributes: list[str] = []
+    constants: list[str] = []
     nodes = []
     for n in gm.graph.nodes:
         target: Any = n.target
+        where = f"node {n.name} ({n.op} {getattr(n.target, '__name__', n.target)})"
         if n.op == "call_module":
             m = gm.get_submodule(n.target)
-            if not type(m).__module__.startswith("torch.nn") or not hasattr(nn, type(m).__name__):
-                raise ValueError(f"module {n.target} ({type(m).__name__}) is not a standard "
-                                 "torch.nn layer and cannot be exported")
+            spec = MODULES.get(type(m).__name__)
+            if spec is None or spec.cls is not type(m):
+                raise ValueError(f"{where}: module {n.target} ({type(m).__name__}) is not one of "
+                                 f"the loader's layers {sorted(MODULES)} and cannot be exported")
             modules[n.target] = {"type": type(m).__name__, "args": _module_args(m)}
         elif n.op == "call_function":
-            target = _function_name(n.target)
+            target = _function_name(n.target, where)
+        elif n.op == "call_method":
+            if n.target not in METHODS:
+                raise ValueError(f"{where}: cannot export the tensor method {n.target!r}; the "
+                                 f"loader's fixed method table has {sorted(METHODS)}")
         elif n.op == "get_attr":
-            attributes.append(n.target)
+            constants.append(n.target)
+        elif n.op == "placeholder":
+            if n.args:
+                raise ValueError(f"{where}: inputs with default values cannot be exported")
+            target = n.name
         nodes.append({"name": n.name, "op": n.op, "target": target,
-                      "args": [_encode(a) for a in n.args],
-                      "kwargs": {k: _encode(v) for k, v in n.kwargs.items()}})
-    return {"format": FORMAT, "modules": modules, "attributes": attributes, "graph": nodes}
+                      "args": [_encode(a, where) for a in n.args],
+                      "kwargs": {k: _encode(v, where) for k, v in n.kwargs.items()}})
+    return {"format": FORMAT, "modules": modules, "constants": constants, "graph": nodes}
