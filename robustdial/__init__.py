@@ -17,11 +17,11 @@ from . import (attacks, compress, condition, cost, data, engine, evaluation, exp
 from .condition import Condition, conditioned, dial_specs, get_condition, set_condition
 from .data import load_dataset
 from .engine import CheckpointError, FitConfig, FitResult, fit, load, save
-from .evaluation import evaluate
+from .evaluation import evaluate, report
 from .models import create_model, list_models, register_model
 
 __all__ = ["CheckpointError", "Condition", "FitConfig", "FitResult", "__version__", "attacks",
            "compress", "condition", "conditioned", "cost", "create_model", "data", "dial_specs",
            "engine", "evaluate", "evaluation", "export", "fit", "get_condition", "layers",
-           "list_models", "load", "load_dataset", "methods", "models", "register_model", "save",
+           "list_models", "load", "load_dataset", "methods", "models", "register_model", "report", "save",
            "set_condition", "utils"]

@@ -6,7 +6,7 @@ from .early_exit import MFLOP_MACS, exit_costs_mflops, exit_histogram, expected_
 from .latency import Latency, measure_latency
 from .macs import LayerMacs, MacsReport, count_flops, count_macs
 from .params import ParamCount, count_params, storage_bytes
-from .report import cost_report
+from .summary import cost_report
 
 __all__ = ["MFLOP_MACS", "DelayReport", "HardwareModel", "Latency", "LayerMacs", "MacsReport",
            "ParamCount", "conv_delay", "cost_report", "count_flops", "count_macs", "count_params",

@@ -75,10 +75,12 @@ class DelayReport:
         return [d / p for _, d, p in self.layers]
 
     def summary(self) -> dict:
+        """Totals and per-layer ratios (``None`` when the model has no conv layer to time)."""
         ratios = self.normalized
         return {"kind": self.kind, "total_ns": self.total_ns, "layers": len(ratios),
-                "normalized_min": min(ratios), "normalized_max": max(ratios),
-                "normalized_mean": sum(ratios) / len(ratios)}
+                "normalized_min": min(ratios) if ratios else None,
+                "normalized_max": max(ratios) if ratios else None,
+                "normalized_mean": sum(ratios) / len(ratios) if ratios else None}
 
 
 def model_delay(layers: Sequence[LayerMacs], *, kind: str = "plain",

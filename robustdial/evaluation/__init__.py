@@ -12,6 +12,7 @@ from __future__ import annotations
 from .plots import plot_tradeoff, tradeoff_points
 from ._provenance import provenance
 from .result import EvalResult, EvalRow, condition_label
+from .robustness_report import RobustnessReport, default_grid, report
 from .runner import evaluate
 
 __all__ = [
@@ -21,6 +22,9 @@ __all__ = [
     "evaluate",
     "plot_tradeoff",
     "provenance",
+    "RobustnessReport",
+    "default_grid",
+    "report",
     "tradeoff_points",
 ]
 

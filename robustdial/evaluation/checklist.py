@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from robustdial.utils import train_mode
 from .result import condition_label
 from .runner import evaluate
 
-__all__ = ["CheckResult", "ChecklistResult", "TransferAttack", "obfuscation_checklist"]
+__all__ = ["CheckResult", "ChecklistResult", "TransferAttack", "judge_checks", "obfuscation_checklist"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +117,51 @@ def _non_increasing(accs: Sequence[float], tol: float) -> bool:
     return all(b <= a + tol for a, b in zip(accs, accs[1:]))
 
 
+def judge_checks(acc: Mapping[str, float], cond: dict[str, Any], *, clean: float, n: int,
+                 eps_sweep: Sequence[float], steps_sweep: Sequence[int], pgd_name: str = "PGD",
+                 unbounded_name: str = "ε=1 PGD", tol: float = 1.0, flat_tol: float = 2.0,
+                 zero_acc: float = 2.0) -> list[CheckResult]:
+    """The five tests judged from accuracies (%) already measured.
+
+    Args:
+        acc: accuracy per attack: ``"fgsm"``, ``"pgd"`` (white-box at ε),
+            optionally ``"transfer"``, ``"eps=<e:.6g>"`` for every radius of
+            ``eps_sweep``, ``"steps=<k>"`` for every count of ``steps_sweep``,
+            and ``"unbounded"``.
+        cond: the dials the accuracies were measured at.
+        clean: clean accuracy (%).
+        n: number of evaluated samples (the slacks are at least one sample).
+        eps_sweep, steps_sweep: the sweeps, in increasing order.
+        pgd_name, unbounded_name: names of those attacks in the details.
+        tol, flat_tol, zero_acc: see :func:`obfuscation_checklist`.
+    """
+    one = 100.0 / max(n, 1) + 1e-9  # one sample, in pp
+    tol, flat_tol = max(tol, one), max(flat_tol, one)
+    checks: list[CheckResult] = []
+    f, p = acc["fgsm"], acc["pgd"]
+    checks.append(CheckResult(cond, "fgsm_vs_pgd", f >= p - tol, {"fgsm": f, "pgd": p, "clean": clean},
+                              f"FGSM {f:.2f}% vs {pgd_name} {p:.2f}% (clean {clean:.2f}%)"))
+    if "transfer" in acc:
+        t = acc["transfer"]
+        checks.append(CheckResult(cond, "transfer_vs_whitebox", t >= p - tol,
+                                  {"transfer": t, "whitebox": p},
+                                  f"transfer {t:.2f}% vs white-box {p:.2f}%"))
+    else:
+        checks.append(CheckResult(cond, "transfer_vs_whitebox", None, {},
+                                  "skipped: no source model (an independently trained baseline) given"))
+    e_acc = [acc[f"eps={e:.6g}"] for e in eps_sweep]
+    ok = _non_increasing(e_acc, tol) and e_acc[-1] <= zero_acc
+    checks.append(CheckResult(cond, "eps_sweep", ok, {"eps": list(eps_sweep), "acc": e_acc},
+                              "ε " + ", ".join(f"{e:.3g}:{a:.1f}%" for e, a in zip(eps_sweep, e_acc))))
+    s_acc = [acc[f"steps={k}"] for k in steps_sweep]
+    ok = _non_increasing(s_acc, tol) and abs(s_acc[-1] - s_acc[-2]) <= flat_tol
+    checks.append(CheckResult(cond, "steps_sweep", ok, {"steps": list(steps_sweep), "acc": s_acc},
+                              "k " + ", ".join(f"{k}:{a:.1f}%" for k, a in zip(steps_sweep, s_acc))))
+    u = acc["unbounded"]
+    checks.append(CheckResult(cond, "unbounded", u <= zero_acc, {"acc": u}, f"{unbounded_name}: {u:.2f}%"))
+    return checks
+
+
 def obfuscation_checklist(model: nn.Module, data: Any, *, eps: float,
                           conditions: Sequence[dict[str, Any]] | None = None,
                           source_model: nn.Module | None = None,
@@ -173,42 +218,18 @@ def obfuscation_checklist(model: nn.Module, data: Any, *, eps: float,
 
     checks: list[CheckResult] = []
     tables = []
-    tol_in, flat_tol_in = tol, flat_tol
     for cond in (conditions if conditions is not None else [{}]):
         cond = dict(cond)
         res = evaluate(model, data, attacks, [cond], batch_size=batch_size, device=device,
                        max_samples=max_samples, seed=seed)
         tables.append(res.to_dict())
         acc = {r.attack: r.robust_acc for r in res.rows}
-        clean = res.rows[0].clean_acc
-        one = 100.0 / res.rows[0].n + 1e-9  # one sample, in pp
-        tol, flat_tol = max(tol_in, one), max(flat_tol_in, one)
+        checks += judge_checks(acc, cond, clean=res.rows[0].clean_acc, n=res.rows[0].n,
+                               eps_sweep=eps_sweep, steps_sweep=steps_sweep, pgd_name=f"PGD-{steps}",
+                               unbounded_name=f"ε=1 PGD-{unbounded_steps}", tol=tol,
+                               flat_tol=flat_tol, zero_acc=zero_acc)
 
-        f, p = acc["fgsm"], acc["pgd"]
-        checks.append(CheckResult(cond, "fgsm_vs_pgd", f >= p - tol,
-                                  {"fgsm": f, "pgd": p, "clean": clean},
-                                  f"FGSM {f:.2f}% vs PGD-{steps} {p:.2f}% (clean {clean:.2f}%)"))
-        if "transfer" in acc:
-            t = acc["transfer"]
-            checks.append(CheckResult(cond, "transfer_vs_whitebox", t >= p - tol,
-                                      {"transfer": t, "whitebox": p},
-                                      f"transfer {t:.2f}% vs white-box {p:.2f}%"))
-        else:
-            checks.append(CheckResult(cond, "transfer_vs_whitebox", None, {},
-                                      "skipped: no source_model given"))
-        e_acc = [acc[f"eps={e:.6g}"] for e in eps_sweep]
-        ok = _non_increasing(e_acc, tol) and e_acc[-1] <= zero_acc
-        checks.append(CheckResult(cond, "eps_sweep", ok, {"eps": eps_sweep, "acc": e_acc},
-                                  "ε " + ", ".join(f"{e:.3g}:{a:.1f}%" for e, a in zip(eps_sweep, e_acc))))
-        s_acc = [acc[f"steps={k}"] for k in steps_sweep]
-        ok = _non_increasing(s_acc, tol) and abs(s_acc[-1] - s_acc[-2]) <= flat_tol
-        checks.append(CheckResult(cond, "steps_sweep", ok, {"steps": steps_sweep, "acc": s_acc},
-                                  "k " + ", ".join(f"{k}:{a:.1f}%" for k, a in zip(steps_sweep, s_acc))))
-        u = acc["unbounded"]
-        checks.append(CheckResult(cond, "unbounded", u <= zero_acc, {"acc": u},
-                                  f"ε=1 PGD-{unbounded_steps}: {u:.2f}%"))
-
-    meta = {"eps": eps, "steps": steps, "alpha": alpha, "tol": tol_in, "flat_tol": flat_tol_in,
+    meta = {"eps": eps, "steps": steps, "alpha": alpha, "tol": tol, "flat_tol": flat_tol,
             "zero_acc": zero_acc, "evaluations": tables,
             "attacks": {k: repr(v) for k, v in attacks.items()}}
     return ChecklistResult(checks=checks, meta=meta)

@@ -22,7 +22,10 @@ from ..utils import model_device, train_mode
 from ._provenance import provenance
 from .result import EvalResult, EvalRow, condition_label
 
-__all__ = ["evaluate"]
+__all__ = ["ANY_ATTACK", "evaluate"]
+
+ANY_ATTACK = "any attack (per-sample worst case)"
+"""Row name of the per-sample worst case: a sample counts only if every attack failed on it."""
 
 _log = logging.getLogger(__name__)
 
@@ -133,7 +136,10 @@ def evaluate(model: nn.Module, data: Any,
             the caller's RNG state is restored afterwards.
 
     Returns:
-        :class:`EvalResult` with one :class:`EvalRow` per (condition, attack),
+        :class:`EvalResult` with one :class:`EvalRow` per (condition, attack)
+        and, when two or more attacks run, one more row per condition,
+        ``attack == ANY_ATTACK``: the per-sample worst case (a sample counts as
+        robust only if it survives every attack),
         accuracies in %, and ``meta`` (settings, timings, provenance).
     """
     if batch_size < 1:
@@ -160,20 +166,26 @@ def evaluate(model: nn.Module, data: Any,
                 clean = 100.0 * correct.item() / n  # one sync per condition
                 if not attack_map:
                     rows.append(EvalRow(dict(cond), "none", clean, clean, n))
+                survived: Tensor | None = None  # per sample: correct under every attack so far
                 for name, attack in attack_map.items():
                     torch.manual_seed(seed)
                     if rng_devices:
                         torch.cuda.manual_seed(seed)
                     t0 = time.perf_counter()
-                    robust = torch.zeros((), dtype=torch.int64, device=device)
+                    flags = []
                     for xb, yb in _batches(x, y, is_uint8, batch_size, device):
                         x_adv = attack(model, xb, yb)
                         with torch.no_grad():
-                            robust += (model(x_adv).argmax(1) == yb).sum()
-                    rob = 100.0 * robust.item() / n  # one sync per (condition, attack)
+                            flags.append(model(x_adv).argmax(1) == yb)
+                    ok = torch.cat(flags)
+                    survived = ok if survived is None else survived & ok
+                    rob = 100.0 * ok.sum().item() / n  # one sync per (condition, attack)
                     seconds[f"{label} | {name}"] = time.perf_counter() - t0
                     rows.append(EvalRow(dict(cond), name, clean, rob, n))
                     _log.info("%s | %s: clean %.2f%% robust %.2f%% (n=%d)", label, name, clean, rob, n)
+                if len(attack_map) > 1 and survived is not None:
+                    rows.append(EvalRow(dict(cond), ANY_ATTACK, clean,
+                                        100.0 * survived.sum().item() / n, n))
 
     meta = {"batch_size": batch_size, "seed": seed, "max_samples": max_samples, "n": n,
             "device": str(device), "attack_seconds": seconds,

@@ -115,7 +115,7 @@ def test_oat_report_counts_every_film_conditioned_conv(dials):
     At a scalar λ NormFiLM folds FiLM into the BN without calling FiLM.forward;
     the report must still see the FiLM (it did not once: OAT's delay equalled plain).
     """
-    from robustdial.cost.report import film_conditioned_convs
+    from robustdial.cost.summary import film_conditioned_convs
     from robustdial.layers.film import NormFiLM
 
     import robustdial as rd
@@ -126,3 +126,14 @@ def test_oat_report_counts_every_film_conditioned_conv(dials):
     assert n_norm_film > 0 and len(convs) >= n_norm_film - 1  # the first BN comes before a conv
     rep = cost_report(model, (3, 32, 32), dials=dials)
     assert rep["conditioning"] == "oat" and rep["delay"]["normalized_max"] > 1.1
+
+
+def test_cost_report_of_a_model_without_convs():
+    # the delay model times conv layers only; a linear classifier has none (it crashed on min([]))
+    from torch import nn
+
+    from robustdial.cost import cost_report
+
+    rep = cost_report(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), (1, 8, 8))
+    assert rep["params_total"] == 650 and rep["macs_per_image"] == 640
+    assert rep["delay"]["layers"] == 0 and rep["delay"]["normalized_max"] is None

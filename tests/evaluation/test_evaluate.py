@@ -9,6 +9,7 @@ from torch import nn
 
 from robustdial.attacks import FGSM, PGD
 from robustdial.condition import Condition, Interval, get_condition, set_condition
+from robustdial.evaluation.runner import ANY_ATTACK
 from robustdial.evaluation import EvalResult, EvalRow, evaluate, plot_tradeoff, provenance
 
 
@@ -75,26 +76,34 @@ def test_rows_and_clean_accuracy(data):
     model.train()
     attacks = {"fgsm": FGSM(eps=0.1), "pgd": PGD(eps=0.1, alpha=0.03, steps=3)}
     res = evaluate(model, (x, y), attacks, [{"lam": 0.0}, {"lam": 1.0}], batch_size=32)
-    assert len(res.rows) == 4
+    assert len(res.rows) == 6
     assert [(r.condition, r.attack) for r in res.rows] == [
-        ({"lam": 0.0}, "fgsm"), ({"lam": 0.0}, "pgd"), ({"lam": 1.0}, "fgsm"), ({"lam": 1.0}, "pgd")]
+        ({"lam": 0.0}, "fgsm"), ({"lam": 0.0}, "pgd"), ({"lam": 0.0}, ANY_ATTACK),
+        ({"lam": 1.0}, "fgsm"), ({"lam": 1.0}, "pgd"), ({"lam": 1.0}, ANY_ATTACK)]
     assert all(r.n == 70 for r in res.rows)
     acc0, acc1 = _direct_acc(model, x, y, 0.0), _direct_acc(model, x, y, 1.0)
     assert acc0 == 100.0 and acc1 < 90.0  # the dial matters
     assert res.rows[0].clean_acc == pytest.approx(acc0)
-    assert res.rows[2].clean_acc == pytest.approx(acc1)
+    assert res.rows[3].clean_acc == pytest.approx(acc1)
     assert res.rows[0].robust_acc < 100.0 and res.rows[1].robust_acc < 100.0
-    assert all(r.robust_acc <= r.clean_acc for r in res.rows[2:])
+    assert all(r.robust_acc <= r.clean_acc for r in res.rows[3:])
     # robust accuracy equals a direct computation with the same seed and batches
     model.eval()
     set_condition(model, lam=0.0)
-    torch.manual_seed(0)
-    hits = 0
-    for i in range(0, 70, 32):
-        xa = attacks["pgd"](model, x[i:i + 32], y[i:i + 32])
-        with torch.no_grad():
-            hits += int((model(xa).argmax(1) == y[i:i + 32]).sum())
-    assert res.rows[1].robust_acc == pytest.approx(100 * hits / 70)
+    ok = {}
+    for name in ("fgsm", "pgd"):
+        torch.manual_seed(0)
+        flags = []
+        for i in range(0, 70, 32):
+            xa = attacks[name](model, x[i:i + 32], y[i:i + 32])
+            with torch.no_grad():
+                flags.append(model(xa).argmax(1) == y[i:i + 32])
+        ok[name] = torch.cat(flags)
+    assert res.rows[1].robust_acc == pytest.approx(100 * ok["pgd"].float().mean().item())
+    # the "any attack" row is the per-sample AND, not the minimum of the two rows
+    both = (ok["fgsm"] & ok["pgd"]).float().mean().item() * 100
+    assert res.rows[2].robust_acc == pytest.approx(both)
+    assert res.rows[2].robust_acc <= min(res.rows[0].robust_acc, res.rows[1].robust_acc)
 
 
 def test_conditions_applied_and_restored(data):
@@ -231,3 +240,36 @@ def test_provenance_records_timing_environment(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     env = provenance("cpu")["env"]
     assert env["MALLOC_TRIM_THRESHOLD_"] == "4000000000" and "MALLOC_MMAP_THRESHOLD_" not in env
+
+
+class _FirstPixelNet(nn.Module):
+    """Predicts class round(9·x[0, 0, 0]): an attack flips a sample by moving that pixel."""
+
+    def forward(self, x):
+        cls = (x[:, 0, 0, 0] * 9).round().long()
+        return torch.nn.functional.one_hot(cls, 10).float()
+
+
+class _FoolRange:
+    """A stub attack that fools exactly the samples whose index (in the batch) is in [lo, hi)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, model, x, y):
+        x = x.clone()
+        x[self.lo:self.hi, 0, 0, 0] = ((y[self.lo:self.hi] + 1) % 10).float() / 9
+        return x
+
+
+def test_any_attack_row_is_the_per_sample_worst_case():
+    y = torch.arange(40) % 10
+    x = torch.zeros(40, 1, 2, 2)
+    x[:, 0, 0, 0] = y.float() / 9
+    res = evaluate(_FirstPixelNet(), (x, y), {"a": _FoolRange(0, 10), "b": _FoolRange(10, 20)},
+                   batch_size=40)
+    acc = {r.attack: r.robust_acc for r in res.rows}
+    assert acc["a"] == acc["b"] == 75.0
+    assert acc[ANY_ATTACK] == 50.0  # not min(75, 75): different samples fall to each attack
+    one = evaluate(_FirstPixelNet(), (x, y), {"a": _FoolRange(0, 10)}, batch_size=40)
+    assert [r.attack for r in one.rows] == ["a"]  # one attack: no extra row
