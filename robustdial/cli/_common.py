@@ -149,13 +149,35 @@ def parse_dials(items: list[str]) -> dict[str, list[Any]]:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory: ``path`` itself, or its ``best/`` (then ``last/``) sub-directory."""
+    """A checkpoint directory: ``path`` itself, or a run directory's ``best/``, else its ``last/``.
+
+    ``best/`` is taken whenever it exists. A run without one (``select="last"``,
+    or no validation split) gives ``last/``. A ``best/`` that exists but is
+    broken (``run.json`` missing, unreadable, of an unknown format or without
+    the weights' sha256; weights missing or not matching it) is an error naming
+    it, never a silent fall-back to ``last/``: pass ``DIR/last`` to use that.
+
+    Raises:
+        UsageError: ``path`` does not exist or holds no checkpoint.
+        CheckpointError: ``path/best`` exists but is broken.
+    """
     p = Path(path)
     if (p / "run.json").is_file():
         return p
-    for sub in ("best", "last"):
-        if (p / sub / "run.json").is_file():
-            return p / sub
+    best, last = p / "best", p / "last"
+    if best.exists():
+        from robustdial.engine.checkpoint import CheckpointError, check_dir
+
+        try:
+            check_dir(best)
+        except CheckpointError as exc:
+            hint = (f"; to use the last checkpoint instead, pass {last} explicitly"
+                    if (last / "run.json").is_file() else "")
+            raise CheckpointError(f"{best} is broken, and the run's checkpoint is not replaced by "
+                                  f"{last.name}/ silently: {exc}{hint}") from None
+        return best
+    if (last / "run.json").is_file():
+        return last
     if not p.exists():
         raise UsageError(f"checkpoint directory {p} does not exist")
     raise UsageError(f"{p} is not a checkpoint directory: it holds no run.json (nor best/ or last/); "

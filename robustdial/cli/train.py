@@ -10,18 +10,29 @@ Recipe sections (see ``configs/*.yaml``)::
     transforms: [{name: ..., ...}]                      # optional weight transforms
 
 ``--set train.epochs=3 --set method.attack.steps=10`` overrides any key
-(YAML-typed values; fractions such as 8/255 accepted). The run directory gets
-the engine's ``best/`` (selected on the validation split) and ``last/``
-checkpoints, ``metrics.jsonl``, ``train_state.pt``, ``recipe.yaml`` (the
-resolved recipe) and ``eval.json`` (test split) when the recipe has an
+(YAML-typed values; fractions such as 8/255 accepted). Every value is
+type-checked by its key (``train.lr: fast`` fails naming ``train.lr``). The run
+directory gets the engine's ``best/`` (selected on the validation split) and
+``last/`` checkpoints, ``metrics.jsonl``, ``train_state.pt``, ``recipe.yaml``
+(the resolved recipe) and ``eval.json`` (test split) when the recipe has an
 ``eval`` section. ``robustdial eval DIR`` picks ``DIR/best`` (else ``last``).
+
+Run directories: one training process per directory (``DIR/.lock``; a second
+process fails at once, naming the first one's pid). A directory that already
+holds a run is refused unless ``--resume DIR`` continues it or ``--overwrite``
+deletes it first. ``--resume`` checks the recipe against the run's
+``recipe.yaml`` (model, data, method, transforms must match; ``train`` changes
+are allowed with a warning) and the stored training state before anything is
+written.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,8 +42,8 @@ import yaml
 from ._common import (UsageError, apply_overrides, check_recipe, load_recipe, parse_fraction,
                       resolve_checkpoint)
 
-__all__ = ["Components", "add_parser", "build_components", "load_data", "normalize_recipe", "run",
-           "run_eval_section"]
+__all__ = ["Components", "add_parser", "build_components", "check_data_section", "check_resume_recipe",
+           "load_data", "normalize_recipe", "run", "run_eval_section"]
 
 _log = logging.getLogger(__name__)
 
@@ -45,7 +56,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="override a recipe key, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the run in DIR from its train_state.pt")
+                   help="continue the run in DIR from its train_state.pt (same recipe)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the --out directory holds an old run: delete it and start again")
     p.add_argument("--data-dir", default=None,
                    help="dataset root (default $ROBUSTDIAL_DATA, else ~/.cache/robustdial/data)")
     p.add_argument("--download", action="store_true",
@@ -144,22 +157,14 @@ def build_components(recipe: Mapping[str, Any], *, out_dir: str | None = None,
         UsageError / ValueError: an invalid recipe; the message names the key.
     """
     from robustdial.data import dataset_info
-    from robustdial.engine import FitConfig
     from robustdial.methods import build_method
     from robustdial.models import create_model
     from robustdial.utils import seed_everything
 
     recipe = normalize_recipe(recipe)
     check_recipe(recipe)
-    info = dataset_info(recipe["data"]["name"])
-    name, options = _model_options(recipe["model"], info)
-    # Initial weights come from the run's seed, so a recipe reproduces from scratch.
-    seed_everything(int((recipe.get("train") or {}).get("seed", 0)))
-    model = create_model(name, **options)
-    method_section = dict(recipe.get("method") or {"name": "standard"})
-    if "name" not in method_section:
-        raise UsageError("section 'method' needs a name: standard, pgd_at, trades, tradeoff, …")
-    method = build_method(method_section.pop("name"), **method_section)
+    data_section = recipe["data"]
+    check_data_section(data_section)
     train = dict(recipe.get("train") or {})
     if out_dir is not None:
         train["out_dir"] = str(out_dir)
@@ -167,31 +172,76 @@ def build_components(recipe: Mapping[str, Any], *, out_dir: str | None = None,
         train["device"] = device
     if resume_from is not None:
         train["resume_from"] = str(resume_from)
-    if "val_eps" in train:
-        train["val_eps"] = parse_fraction(train["val_eps"])
-    data_section = recipe["data"]
     if data_section.get("max_val_samples") is not None:
-        train.setdefault("max_val_samples", int(data_section["max_val_samples"]))
-    fit_config = FitConfig.from_dict(train)
+        train.setdefault("max_val_samples", data_section["max_val_samples"])
+    fit_config = _fit_config(train)  # type-checked by key before anything is built
+    info = dataset_info(data_section["name"])
+    name, options = _model_options(recipe["model"], info)
+    # Initial weights come from the run's seed, so a recipe reproduces from scratch.
+    seed_everything(fit_config.seed)
+    model = create_model(name, **options)
+    method_section = dict(recipe.get("method") or {"name": "standard"})
+    if "name" not in method_section:
+        raise UsageError("section 'method' needs a name: standard, pgd_at, trades, tradeoff, …")
+    method = build_method(method_section.pop("name"), **method_section)
     return Components(model, method, fit_config, _transforms(recipe.get("transforms")), info,
                       dict(recipe))
 
 
+def _fit_config(train: Mapping[str, Any]) -> Any:
+    """``FitConfig`` from the ``train`` section; a bad value names its recipe key (``train.lr``)."""
+    from robustdial.engine import FitConfig
+    from robustdial.engine.config import ConfigError
+
+    try:
+        return FitConfig.from_dict(train)
+    except ConfigError as exc:
+        raise UsageError(f"train.{exc.key} {exc.problem}") from None
+
+
 _DATA_KEYS = ("name", "val_size", "download", "seed", "max_train_samples", "max_val_samples")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_data_section(section: Mapping[str, Any]) -> None:
+    """Unknown keys and values of the wrong type or range in ``data`` raise :class:`UsageError`."""
+    unknown = sorted(set(section) - set(_DATA_KEYS))
+    if unknown:
+        raise UsageError(f"section 'data': unknown key(s) {unknown}; valid: {', '.join(_DATA_KEYS)}")
+
+    def bad(key: str, expected: str) -> UsageError:
+        value = section[key]
+        return UsageError(f"data.{key} must be {expected}, got {value!r} ({type(value).__name__})")
+
+    if not isinstance(section.get("name"), str):
+        raise bad("name", "a dataset name (robustdial.data.list_datasets())")
+    for key in ("max_train_samples", "max_val_samples"):
+        value = section.get(key)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise bad(key, "a positive int, or null for all samples")
+    value = section.get("val_size")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                              or (isinstance(value, float) and value >= 1)):
+        raise bad("val_size", "a count ≥ 0, a fraction in [0, 1), or null for the dataset's default")
+    if "seed" in section and not _is_int(section["seed"]):
+        raise bad("seed", "an int")
+    if "download" in section and not isinstance(section["download"], bool):
+        raise bad("download", "true/false")
 
 
 def load_data(section: Mapping[str, Any], data_dir: str | None) -> tuple[Any, Any]:
     """(train, val) splits of the recipe's dataset (val may be ``None`` with ``val_size: 0``)."""
     from robustdial.data import load_dataset
 
-    unknown = sorted(set(section) - set(_DATA_KEYS))
-    if unknown:
-        raise UsageError(f"section 'data': unknown key(s) {unknown}; valid: {', '.join(_DATA_KEYS)}")
+    check_data_section(section)
     kw = {"root": data_dir, "download": bool(section.get("download", False)),
           "val_size": section.get("val_size"), "seed": int(section.get("seed", 0))}
     train = load_dataset(section["name"], split="train", **kw)
     val = None if section.get("val_size") == 0 else load_dataset(section["name"], split="val", **kw)
-    if section.get("max_train_samples"):
+    if section.get("max_train_samples") is not None:
         train = train.subset(int(section["max_train_samples"]))
     return train, val
 
@@ -225,25 +275,97 @@ def run_eval_section(model: Any, section: Mapping[str, Any], data_name: str,
     return result
 
 
+# recipe sections that define the run; a resume must not change them
+_RUN_SECTIONS = ("model", "data", "method", "transforms")
+_DATA_FREE = ("download", "max_val_samples")  # data keys that do not change the training data
+
+
+def _differences(saved: Any, now: Any, key: str) -> list[str]:
+    if isinstance(saved, Mapping) and isinstance(now, Mapping):
+        out: list[str] = []
+        for k in sorted(set(saved) | set(now), key=str):
+            sub = f"{key}.{k}"
+            if k not in saved or k not in now:
+                out.append(f"{sub}: {saved.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}")
+            else:
+                out += _differences(saved[k], now[k], sub)
+        return out
+    return [] if saved == now else [f"{key}: {saved!r} -> {now!r}"]
+
+
+def check_resume_recipe(run_dir: Path, recipe: Mapping[str, Any]) -> None:
+    """Refuse ``--resume`` with a recipe whose model, data, method or transforms differ from the run's.
+
+    Reads ``run_dir/recipe.yaml`` (nothing is written). ``train`` and ``eval``
+    may change (``fit`` warns about changed training settings).
+
+    Raises:
+        UsageError: the differences, and how to resume with the run's own recipe.
+    """
+    stored = run_dir / "recipe.yaml"
+    if not stored.is_file():
+        return  # a library run, or one that died before training started: fit checks the state
+    try:
+        saved = normalize_recipe(yaml.safe_load(stored.read_text()) or {})
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{stored}: invalid YAML ({exc}); cannot check the recipe to resume") from None
+    changed: list[str] = []
+    for section in _RUN_SECTIONS:
+        a, b = saved.get(section), recipe.get(section)
+        if section == "data":
+            a = {k: v for k, v in (a or {}).items() if k not in _DATA_FREE}
+            b = {k: v for k, v in (b or {}).items() if k not in _DATA_FREE}
+        changed += _differences(a, b, section)
+    if changed:
+        shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise UsageError(f"--resume {run_dir}: the recipe differs from the run's {stored.name} ({shown}); "
+                         f"resume with the run's own recipe (robustdial train {stored} --resume "
+                         f"{run_dir}), or start a new run with another --out")
+
+
+class _WriteRecipe:
+    """``fit`` callback: write ``recipe.yaml`` once training starts (checks passed, under the lock)."""
+
+    def __init__(self, path: Path, recipe: Mapping[str, Any]) -> None:
+        self.path, self.recipe = path, dict(recipe)
+
+    def on_train_start(self, info: Any) -> None:
+        if not info.is_main:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.recipe, sort_keys=False))
+        os.replace(tmp, self.path)
+
+
 def run(args: argparse.Namespace) -> int:
     from robustdial.engine import fit, load
+    from robustdial.engine.rundir import RunDir
 
     recipe = normalize_recipe(apply_overrides(load_recipe(args.config), args.overrides))
     if getattr(args, "download", False):
         recipe["data"] = {**recipe["data"], "download": True}
+    overwrite = bool(getattr(args, "overwrite", False))
+    if args.resume and overwrite:
+        raise UsageError("--resume continues the run in DIR and --overwrite deletes it; give one")
     out = Path(args.out or args.resume or Path("runs") / Path(args.config).stem)
     comps = build_components(recipe, out_dir=str(out), device=args.device, resume_from=args.resume)
-    train, val = load_data(recipe["data"], args.data_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-    _log.info("training %s with %s on %s (%d train / %s val) -> %s", recipe["model"]["name"],
-              comps.method, train.name, len(train), len(val) if val is not None else 0, out)
-    result = fit(comps.model, comps.method, data=(train, val), config=comps.fit_config,
-                 transforms=comps.transforms)
-    ckpt = resolve_checkpoint(out)  # best/ (selected on the validation split), else last/
-    print(f"checkpoint: {ckpt}" + (f"  (best {comps.fit_config.select} = {result.best_metric:.4f})"
-                                   if result.best_metric is not None else ""))
-    if recipe.get("eval") and not args.no_eval:
-        model = load(ckpt, device=next(result.model.parameters()).device)
-        run_eval_section(model, recipe["eval"], train.name, args.data_dir, out / "eval.json")
+    resumes_here = args.resume is not None and Path(args.resume).resolve() == out.resolve()
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes
+    claim = (RunDir(out, resume=resumes_here, overwrite=overwrite, how_to_resume=f"--resume {out}",
+                    how_to_overwrite="--overwrite") if main_process else contextlib.nullcontext())
+    with claim as run_dir:  # held until the evaluation below is written
+        if args.resume:
+            check_resume_recipe(Path(args.resume), recipe)
+        train, val = load_data(recipe["data"], args.data_dir)
+        _log.info("training %s with %s on %s (%d train / %s val) -> %s", recipe["model"]["name"],
+                  comps.method, train.name, len(train), len(val) if val is not None else 0, out)
+        result = fit(comps.model, comps.method, data=(train, val), config=comps.fit_config,
+                     transforms=comps.transforms, callbacks=[_WriteRecipe(out / "recipe.yaml", recipe)],
+                     run_dir=run_dir)
+        ckpt = resolve_checkpoint(out)  # best/ (selected on the validation split), else last/
+        print(f"checkpoint: {ckpt}" + (f"  (best {comps.fit_config.select} = {result.best_metric:.4f})"
+                                       if result.best_metric is not None else ""))
+        if recipe.get("eval") and not args.no_eval:
+            model = load(ckpt, device=next(result.model.parameters()).device)
+            run_eval_section(model, recipe["eval"], train.name, args.data_dir, out / "eval.json")
     return 0

@@ -106,7 +106,17 @@ class SignalCatcher:
 
 @dataclasses.dataclass
 class StepInfo:
-    """What callbacks see: ``on_step_end(info)`` / ``on_epoch_end(info)``."""
+    """What callbacks see: ``on_train_start`` / ``on_step_end`` / ``on_epoch_end`` / ``on_train_end``.
+
+    Attributes:
+        epoch: the epoch (0-based) in progress.
+        step: optimizer steps done so far (the next step's 0-based index).
+        epoch_step: steps done in this epoch.
+        model: the plain model.
+        optimizer: the optimizer.
+        record: the metrics row just logged, if any.
+        is_main: this process is rank 0 (the one that writes files).
+    """
 
     epoch: int
     step: int
@@ -114,6 +124,7 @@ class StepInfo:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     record: dict[str, Any] | None = None
+    is_main: bool = True
 
 
 def call_hooks(objs: Iterable[Any], name: str, *args: Any) -> None:

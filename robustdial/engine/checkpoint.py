@@ -8,11 +8,15 @@ A checkpoint is a directory::
                         robustdial / torch versions, git commit, sha256 of the weights
 
 :func:`load` rebuilds the model from the directory alone with
-``create_model(**rd_spec)``. Resumable state (``train_state.pt``: model,
-optimizer, scheduler, RNG states, epoch, step, transforms, GradScaler) holds
-only tensors and plain Python values, so it loads with ``weights_only=True``: a
-tampered pickle is refused, never executed. Every write goes to a temporary
-file first and is moved into place with ``os.replace`` (atomic on POSIX).
+``create_model(**rd_spec)``; a ``run.json`` of another ``format`` or without
+the weights' sha256 is refused (the weights could not be checked).
+
+Resumable state (``train_state.pt``: model, optimizer, scheduler, RNG states,
+epoch, step, transforms, the method's own state, GradScaler, and what
+identifies the run: model spec, method config, data set) holds only tensors
+and plain Python values, so it loads with ``weights_only=True``: a tampered
+pickle is refused, never executed. Every write goes to a temporary file first
+and is moved into place with ``os.replace`` (atomic on POSIX).
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from torch import nn
 from ..utils import rng_state as rng_state_plain  # noqa: F401  (re-exported)
 from ..utils import set_rng_state as set_rng_state_plain  # noqa: F401
 
-__all__ = ["CheckpointError", "save", "load", "save_train_state", "load_train_state",
+__all__ = ["CheckpointError", "check_dir", "save", "load", "save_train_state", "load_train_state",
            "rng_state_plain", "set_rng_state_plain", "unwrap", "sha256_file"]
 
 _log = logging.getLogger(__name__)
@@ -147,7 +151,12 @@ def save(model: nn.Module, path: str | os.PathLike[str], run_info: dict[str, Any
 
 
 def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``run.json`` of a checkpoint directory as a dict."""
+    """``run.json`` of a checkpoint directory as a dict.
+
+    Raises:
+        CheckpointError: missing, not a JSON object, or not of this robustdial's
+            checkpoint ``format``.
+    """
     file = Path(path) / RUN_JSON
     if not file.is_file():
         raise CheckpointError(f"{file}: not found; a checkpoint directory holds {WEIGHTS} and {RUN_JSON}")
@@ -157,6 +166,44 @@ def read_run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{file}: not valid JSON ({exc})") from None
     if not isinstance(info, dict):
         raise CheckpointError(f"{file}: expected a JSON object, got {type(info).__name__}")
+    fmt = info.get("format")
+    if fmt != FORMAT:
+        what = "has no 'format' field" if fmt is None else f"has format {fmt!r}"
+        raise CheckpointError(f"{file} {what}; this robustdial reads {FORMAT!r} checkpoints only "
+                              "(written by robustdial.engine.save). Re-save the model with this "
+                              "version, or load it with a version that knows that format")
+    return info
+
+
+def check_dir(path: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
+    """Check a checkpoint directory without building the model.
+
+    Args:
+        path: the directory written by :func:`save`.
+        verify: also hash the weights and compare with ``run.json``.
+
+    Returns:
+        The ``run.json`` dict.
+
+    Raises:
+        CheckpointError: ``run.json`` missing, unreadable, of an unknown format or
+            without the weights' sha256; the weights missing or (``verify``) modified.
+    """
+    path = Path(path)
+    info = read_run_info(path)
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: not found")
+    if verify:
+        digests = info.get("sha256")
+        expected = digests.get(WEIGHTS) if isinstance(digests, dict) else None
+        if not isinstance(expected, str):
+            raise CheckpointError(f"{path / RUN_JSON} records no sha256 of {WEIGHTS}, so the weights "
+                                  "cannot be checked; refusing to load them (pass verify=False to load "
+                                  "an unverified file you trust)")
+        if sha256_file(weights) != expected:
+            raise CheckpointError(f"{weights}: sha256 differs from the one in {path / RUN_JSON}; the "
+                                  "file was modified or truncated (pass verify=False to load it anyway)")
     return info
 
 
@@ -168,26 +215,22 @@ def load(path: str | os.PathLike[str], device: torch.device | str | None = None,
         path: the directory written by :func:`save` (or a run's ``best/`` / ``last/``).
         device: where the model goes (default CPU).
         model: load into this model instead of rebuilding from ``run.json``.
-        verify: check the weights' sha256 against ``run.json``.
+        verify: check the weights' sha256 against ``run.json`` (a ``run.json``
+            without one is refused).
 
     Returns:
         The model in eval mode, with ``model.rd_run`` = the ``run.json`` dict.
 
     Raises:
-        CheckpointError: missing, truncated or tampered files, or weights that do
-            not fit the model (missing keys, wrong shapes); the file is named.
+        CheckpointError: missing, truncated or tampered files, a ``run.json`` of
+            another format or without the sha256, or weights that do not fit the
+            model (missing keys, wrong shapes); the file is named.
     """
     from safetensors.torch import load_model
 
     path = Path(path)
-    info = read_run_info(path)
+    info = check_dir(path, verify=verify)
     weights = path / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: not found")
-    expected = (info.get("sha256") or {}).get(WEIGHTS)
-    if verify and expected is not None and sha256_file(weights) != expected:
-        raise CheckpointError(f"{weights}: sha256 differs from the one in {path / RUN_JSON}; the file "
-                              "was modified or truncated (pass verify=False to load it anyway)")
     if model is None:
         spec = info.get("model")
         if not isinstance(spec, dict) or "name" not in spec:

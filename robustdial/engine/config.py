@@ -8,14 +8,66 @@ fails loudly instead of being ignored.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FitConfig", "SCHEDULES", "SELECT", "AMP_MODES"]
+__all__ = ["AMP_MODES", "ConfigError", "FitConfig", "SCHEDULES", "SELECT"]
 
 SCHEDULES = ("cosine", "multistep", "constant", "cyclic")
 SELECT = ("val_acc", "val_robust_acc", "last")
 AMP_MODES = (None, "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A bad :class:`FitConfig` value; ``key`` names the field (``train.<key>`` in a recipe).
+
+    Attributes:
+        key: the field name, e.g. ``"lr"``.
+        problem: what is wrong, e.g. ``"must be a number, got 'fast' (str)"``.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key} {problem}")
+        self.key, self.problem = key, problem
+
+
+# field -> accepted Python types ("number" = int or float, not bool); None allowed where listed.
+_NUMBER = "number"
+_TYPES: dict[str, tuple[Any, ...]] = {
+    "epochs": (int,), "iterations": (int, None), "batch_size": (int,), "lr": (_NUMBER,),
+    "momentum": (_NUMBER,), "nesterov": (bool,), "weight_decay": (_NUMBER,), "schedule": (str,),
+    "milestones": (list,), "gamma": (_NUMBER,), "seed": (int,), "device": (str, None),
+    "amp": (str, None), "channels_last": (bool,), "compile": (bool,), "out_dir": (str, None),
+    "eval_every": (int,), "select": (str,), "val_attack": (str, None), "val_eps": (_NUMBER,),
+    "max_val_samples": (int, None), "val_batch_size": (int, None), "log_every": (int,),
+    "progress": (bool, None), "grad_clip": (_NUMBER, None), "resume": (bool,),
+    "resume_from": (str, None), "overwrite": (bool,), "find_unused_parameters": (bool,),
+}  # augment: a name, None, a CropFlip-like object or a YAML mapping (checked where it is used)
+_NAMES = {int: "an int", bool: "true/false", str: "a string", list: "a list", _NUMBER: "a number",
+          None: "null"}
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind is None:
+        return value is None
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is _NUMBER:
+        return isinstance(value, numbers.Real)
+    if kind is int:  # NumPy integers too; integral floats (3.0) are not ints
+        return isinstance(value, numbers.Integral)
+    return isinstance(value, kind)
+
+
+def _number_from_text(value: Any) -> Any:
+    """``"1e-3"`` (YAML 1.1 reads it as a string) and ``"8/255"`` as floats; anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            return _fraction(value.strip())
+        except (ValueError, ZeroDivisionError):
+            return value
+    return value
 
 
 @dataclasses.dataclass
@@ -64,6 +116,9 @@ class FitConfig:
         grad_clip: clip the global gradient L2 norm to this value.
         resume: continue from ``out_dir/train_state.pt`` if it exists.
         resume_from: continue from this run directory's ``train_state.pt``.
+        overwrite: ``out_dir`` may hold an old run: delete it first (only a run's
+            own files; see :class:`~robustdial.engine.rundir.RunDir`). Without
+            ``resume`` or ``overwrite`` a non-empty ``out_dir`` is refused.
         find_unused_parameters: passed to DistributedDataParallel (needed when
             some parameters get no gradient in a step, e.g. per-sample BN routing).
     """
@@ -96,42 +151,63 @@ class FitConfig:
     grad_clip: float | None = None
     resume: bool = False
     resume_from: str | None = None
+    overwrite: bool = False
     find_unused_parameters: bool = True
 
     def __post_init__(self) -> None:
+        for name, kinds in _TYPES.items():
+            if _NUMBER in kinds:
+                setattr(self, name, _number_from_text(getattr(self, name)))
+        if isinstance(self.milestones, tuple):
+            self.milestones = list(self.milestones)
+        self.check_types()
+        for name, kinds in _TYPES.items():  # NumPy scalars -> plain Python (YAML / JSON-able)
+            value = getattr(self, name)
+            if isinstance(value, numbers.Number) and not isinstance(value, (bool, int, float)):
+                setattr(self, name, int(value) if isinstance(value, numbers.Integral) else float(value))
         self.milestones = [int(m) for m in self.milestones]
-        if isinstance(self.val_eps, str):
-            self.val_eps = _fraction(self.val_eps)
         self.validate()
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad field and its valid values."""
-        if self.iterations is None and (not isinstance(self.epochs, int) or self.epochs < 1):
-            raise ValueError(f"epochs must be a positive int, got {self.epochs!r} "
-                             "(or set iterations=N to train by steps)")
-        if self.iterations is not None and int(self.iterations) < 1:
-            raise ValueError(f"iterations must be a positive int or None, got {self.iterations!r}")
-        for name in ("batch_size", "eval_every", "log_every"):
+    def check_types(self) -> None:
+        """Raise :class:`ConfigError` naming the first field whose value has the wrong type."""
+        for name, kinds in _TYPES.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.lr < 0 or self.weight_decay < 0:
-            raise ValueError(f"lr and weight_decay must be >= 0, got lr={self.lr}, "
-                             f"weight_decay={self.weight_decay}")
+            if not any(_is(value, k) for k in kinds):
+                expected = " or ".join(_NAMES[k] for k in kinds)
+                raise ConfigError(name, f"must be {expected}, got {value!r} ({type(value).__name__})")
+        bad = [m for m in self.milestones if not _is(m, int)]
+        if bad:
+            raise ConfigError("milestones", f"must be a list of ints, got {self.milestones!r}")
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` (a ``ValueError``) naming the bad field and its valid values."""
+        if self.iterations is None and self.epochs < 1:
+            raise ConfigError("epochs", f"must be a positive int, got {self.epochs!r} "
+                                        "(or set iterations=N to train by steps)")
+        if self.iterations is not None and self.iterations < 1:
+            raise ConfigError("iterations", f"must be a positive int or None, got {self.iterations!r}")
+        for name in ("batch_size", "eval_every", "log_every", "max_val_samples", "val_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(name, f"must be a positive int, got {value!r}")
+        for name in ("lr", "weight_decay", "momentum", "gamma"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise ConfigError("schedule", f"must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.milestones != sorted(self.milestones):
-            raise ValueError(f"milestones must be increasing, got {self.milestones}")
+            raise ConfigError("milestones", f"must be increasing, got {self.milestones}")
         if self.select not in SELECT:
-            raise ValueError(f"select must be one of {SELECT}, got {self.select!r}")
+            raise ConfigError("select", f"must be one of {SELECT}, got {self.select!r}")
         if self.select == "val_robust_acc" and not self.val_attack:
-            raise ValueError("select='val_robust_acc' needs val_attack (e.g. 'pgd-10') and val_eps")
+            raise ConfigError("select", "= 'val_robust_acc' needs val_attack (e.g. 'pgd-10') and val_eps")
         if self.amp not in AMP_MODES:
-            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+            raise ConfigError("amp", f"must be one of {AMP_MODES}, got {self.amp!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if self.max_val_samples is not None and self.max_val_samples < 1:
-            raise ValueError(f"max_val_samples must be a positive int or None, got {self.max_val_samples}")
+            raise ConfigError("grad_clip", f"must be > 0 or None, got {self.grad_clip}")
+        if self.resume and self.overwrite:
+            raise ConfigError("overwrite", "and resume exclude each other: resume continues the run in "
+                                           "out_dir, overwrite deletes it")
 
     @property
     def by_iterations(self) -> bool:

@@ -8,8 +8,16 @@ are synchronised only every ``log_every`` steps and at epoch ends.
 
 Resume is exact on CPU: the data order and augmentation depend only on
 (seed, epoch) (``BatchLoader``), the RNG states are saved with the epoch's
-state, and an interrupted epoch restarts from its saved position (the start of
-the epoch after a crash, the interrupted step after SIGINT / SIGTERM).
+state together with every RNG and counter the method owns
+(``method.state_dict()``, e.g. OAT's λ sampler) and the transforms' states,
+and an interrupted epoch restarts from its saved position (the start of the
+epoch after a crash, the interrupted step after SIGINT / SIGTERM).
+
+Run directory: one process at a time (``out_dir/.lock``, see
+:class:`~robustdial.engine.rundir.RunDir`); a directory that already holds a
+run is refused unless the run resumes it (``resume``) or replaces it
+(``overwrite``). A resume is checked against the stored run (model, method
+and its settings, data set) before anything is written.
 """
 from __future__ import annotations
 
@@ -36,6 +44,7 @@ from ._loop import (JsonlLog, MetricSums, SignalCatcher, StepInfo, autocast_fact
 from .config import FitConfig
 from .distributed import any_rank, init_distributed, resolve_device, shutdown, wrap_ddp
 from .optim import build_optimizer, build_scheduler
+from .rundir import RunDir, RunDirError
 from .validate import validate
 
 __all__ = ["fit", "FitResult"]
@@ -86,6 +95,67 @@ def _split_data(data: Any) -> tuple[ImageData, ImageData | None]:
     return train, val
 
 
+def _resumes_into(cfg: FitConfig, out: Path) -> bool:
+    """Whether this run continues the run stored in ``out`` (so ``out`` may hold files)."""
+    if cfg.resume:
+        return True
+    if not cfg.resume_from:
+        return False
+    src = Path(cfg.resume_from).resolve()
+    return src in (out.resolve(), (out / ckpt.TRAIN_STATE).resolve())
+
+
+@contextlib.contextmanager
+def _claim_run_dir(cfg: FitConfig, info: Any, run_dir: RunDir | None):
+    """Hold ``cfg.out_dir`` for the run (main process); every rank fails if the main one cannot.
+
+    ``run_dir``: the caller already holds the directory (main process only).
+    """
+    out = Path(cfg.out_dir) if cfg.out_dir else None
+    with contextlib.ExitStack() as stack:
+        error: Exception | None = None
+        if run_dir is not None:
+            if out is None or not run_dir.held or run_dir.path.resolve() != out.resolve():
+                error = ValueError(f"run_dir must be a held RunDir of config.out_dir ({out}); got "
+                                   f"{run_dir.path} ({'held' if run_dir.held else 'not held'}): use "
+                                   "`with RunDir(out_dir) as run_dir: fit(..., run_dir=run_dir)`")
+        elif out is not None and info.is_main:
+            try:
+                stack.enter_context(RunDir(out, resume=_resumes_into(cfg, out), overwrite=cfg.overwrite))
+            except RunDirError as exc:
+                error = exc
+        if any_rank(error is not None, info, resolve_device(cfg.device, info)):
+            raise error or RunDirError(f"{out}: the main process could not take the run directory")
+        yield
+
+
+def _diff(saved: Any, now: Any, key: str = "") -> list[str]:
+    """``["attack.steps: 1 -> 2", …]``: where two JSON-like values differ."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out: list[str] = []
+        for k in sorted(set(saved) | set(now), key=str):
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in saved or k not in now:
+                out.append(f"{sub}: {saved.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}")
+            else:
+                out += _diff(saved[k], now[k], sub)
+        return out
+    return [] if saved == now else [f"{key or 'value'}: {saved!r} -> {now!r}"]
+
+
+def _check_same_run(saved: Mapping[str, Any], now: Mapping[str, Any], path: Path) -> None:
+    """Refuse to resume a run with another model, method (or its settings) or data set."""
+    for part, what in (("model", "model"), ("method", "method"), ("dataset", "training data")):
+        if saved.get(part) is None or now.get(part) is None:
+            continue  # not recorded (a state from an older robustdial, or a model without rd_spec)
+        changed = _diff(saved[part], now[part])
+        if changed:
+            raise ckpt.CheckpointError(
+                f"{path}: cannot resume, the {what} differs from the stored run's "
+                f"({'; '.join(changed[:5])}); resume with the same {what}, or start a new run "
+                "(another output directory, or overwrite the old one)")
+
+
 def _resume_path(cfg: FitConfig) -> Path | None:
     if cfg.resume_from:
         path = Path(cfg.resume_from)
@@ -117,29 +187,45 @@ def _warn_config_changes(saved: Mapping[str, Any], cfg: FitConfig) -> None:
 
 
 def fit(model: nn.Module, method: Any, data: Any, config: FitConfig | Mapping[str, Any] | None = None,
-        *, transforms: Sequence[Any] = (), callbacks: Sequence[Any] = ()) -> FitResult:
+        *, transforms: Sequence[Any] = (), callbacks: Sequence[Any] = (),
+        run_dir: RunDir | None = None) -> FitResult:
     """Train ``model`` with ``method`` on ``data``.
 
     Args:
         model: any ``nn.Module`` mapping images in [0, 1] to logits.
-        method: has ``loss(model, (x, y)) -> (loss, metrics)`` and ``config()``.
+        method: has ``loss(model, (x, y)) -> (loss, metrics)`` and ``config()``;
+            ``state_dict()`` / ``load_state_dict(d)`` (its RNGs and counters) are
+            saved with the training state and restored on resume.
         data: ``(train, val)`` / ``{"train": …, "val": …}`` of ImageData (val may be None).
         config: a :class:`FitConfig` or a dict for :meth:`FitConfig.from_dict`.
         transforms: weight transforms with any of ``on_train_start(model, opt)``,
             ``before_forward(model)``, ``after_backward(model)``,
             ``after_step(model, opt)``, ``on_epoch_end(epoch, model, opt)``,
             ``state_dict()`` / ``load_state_dict(d)``.
-        callbacks: objects with ``on_step_end(info)`` and/or ``on_epoch_end(info)``
+        callbacks: objects with any of ``on_train_start(info)`` (after the resume,
+            before the first step), ``on_step_end(info)``, ``on_epoch_end(info)``
+            and ``on_train_end(info)`` (after the last step)
             (:class:`~robustdial.engine._loop.StepInfo`).
+        run_dir: a held :class:`~robustdial.engine.rundir.RunDir` of
+            ``config.out_dir`` when the caller took the directory itself (the
+            ``train`` CLI, to write its recipe under the same lock); ``None``:
+            ``fit`` takes it for the run.
 
     Returns:
         :class:`FitResult`.
+
+    Raises:
+        RunDirError: ``out_dir`` is used by another process, or holds a run and
+            neither ``resume`` nor ``overwrite`` is set.
+        CheckpointError: the run to resume does not fit (model, optimizer,
+            method or its settings, data set); nothing was written.
     """
     cfg = config if isinstance(config, FitConfig) else FitConfig.from_dict(config)
     train, val = _split_data(data)
     info = init_distributed(cfg.device)
     try:
-        result = _fit(model, method, train, val, cfg, info, list(transforms), list(callbacks))
+        with _claim_run_dir(cfg, info, run_dir):
+            result = _fit(model, method, train, val, cfg, info, list(transforms), list(callbacks))
     except BaseException:
         shutdown(info, clean=False)
         raise
@@ -186,6 +272,13 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
     if val is None and cfg.select != "last":
         _log.warning("no validation data: select=%r falls back to 'last'", cfg.select)
     call_hooks(transforms, "on_train_start", raw, optimizer)
+    # What makes this run this run; a resume must match it. Taken before any
+    # callback runs (EpsWarmup shrinks the attack's ε only from on_train_start).
+    run_info = {"method": method.config() if hasattr(method, "config") else type(method).__name__,
+                "dataset": {"name": train.name, "splits": {"train": len(train), "val": len(val or ())}},
+                "seed": cfg.seed, "fit_config": cfg.to_dict()}
+    identity = ckpt._jsonable({"model": getattr(raw, "rd_spec", None), "method": run_info["method"],
+                              "dataset": {"name": train.name, "n_train": len(train)}})
 
     # --- resume ----------------------------------------------------------------
     start_epoch, skip, step, best = 0, 0, 0, None
@@ -194,6 +287,7 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
     state_path = _resume_path(cfg)
     if state_path is not None:
         state = ckpt.load_train_state(state_path)  # CPU: RNG states must stay CPU tensors
+        _check_same_run(state.get("run") or {}, identity, state_path)  # before anything is written
         try:
             raw.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -205,6 +299,13 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
         for t, s in zip(transforms, state.get("transforms") or [None] * len(transforms), strict=False):
             if s is not None and hasattr(t, "load_state_dict"):
                 t.load_state_dict(s)
+        if hasattr(method, "load_state_dict"):
+            if state.get("method_state") is not None:
+                method.load_state_dict(state["method_state"])
+            elif hasattr(method, "state_dict") and method.state_dict():
+                _log.warning("%s holds no method state (written by an older robustdial): %s's own "
+                             "RNGs restart, so the resumed run differs from an uninterrupted one",
+                             state_path, type(method).__name__)
         start_epoch, skip, step = state["epoch"], state["epoch_step"], state["step"]
         best, history = state.get("best_metric"), list(state.get("history") or [])
         epoch_sums.load(state.get("epoch_sums") or {})
@@ -212,14 +313,12 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
         _warn_config_changes(state.get("config") or {}, cfg)
         log.truncate_after(step)
         _log.info("resumed from %s at epoch %d, step %d", state_path, start_epoch, step)
+    elif cfg.resume:
+        log.truncate_after(0)  # a run that died before its first saved state: its rows are void
 
     net = wrap_ddp(raw, info, device, find_unused_parameters=cfg.find_unused_parameters)
     if cfg.compile:
         net = torch.compile(net)
-
-    run_info = {"method": method.config() if hasattr(method, "config") else type(method).__name__,
-                "dataset": {"name": train.name, "splits": {"train": len(train), "val": len(val or ())}},
-                "seed": cfg.seed, "fit_config": cfg.to_dict()}
 
     def train_state(epoch: int, epoch_step: int) -> dict[str, Any]:
         return {"epoch": epoch, "epoch_step": epoch_step, "step": step, "model": raw.state_dict(),
@@ -227,7 +326,9 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "rng": ckpt.rng_state_plain(), "best_metric": best, "history": history,
                 "transforms": [t.state_dict() if hasattr(t, "state_dict") else None for t in transforms],
-                "epoch_sums": epoch_sums.state(), "loader_epoch": epoch, "config": cfg.to_dict()}
+                "method_state": method.state_dict() if hasattr(method, "state_dict") else None,
+                "epoch_sums": epoch_sums.state(), "loader_epoch": epoch, "config": cfg.to_dict(),
+                "run": identity}
 
     def record(row: dict[str, Any]) -> None:
         history.append(row)
@@ -237,6 +338,8 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
     window = MetricSums(device)
     _log.info("training %d steps (%d epochs × %d steps/epoch, global batch %d, %d process(es)) on %s",
               total_steps, epochs, steps_per_epoch, cfg.batch_size, info.world_size, device)
+
+    call_hooks(callbacks, "on_train_start", StepInfo(start_epoch, step, skip, raw, optimizer, None, main))
 
     # --- the loop ---------------------------------------------------------------
     with SignalCatcher() as signals, maybe_progress(show and main, total_steps, step) as bar:
@@ -283,7 +386,7 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
                     check_finite(row, step)
                     record(row)
                     bar.set_postfix(loss=f"{row['loss']:.4f}")
-                call_hooks(callbacks, "on_step_end", StepInfo(epoch, step, i + 1, raw, optimizer, row))
+                call_hooks(callbacks, "on_step_end", StepInfo(epoch, step, i + 1, raw, optimizer, row, main))
                 stop = signals.signum is not None
                 if info.distributed and row is not None:  # every rank stops at the same step
                     stop = any_rank(stop, info, device)
@@ -326,7 +429,9 @@ def _fit(model, method, train, val, cfg, info, transforms, callbacks) -> FitResu
                       "  ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
             if main and out is not None:
                 ckpt.save_train_state(out / ckpt.TRAIN_STATE, train_state(epoch + 1, 0))
-            call_hooks(callbacks, "on_epoch_end", StepInfo(epoch, step, steps_per_epoch, raw, optimizer, row))
+            call_hooks(callbacks, "on_epoch_end", StepInfo(epoch, step, steps_per_epoch, raw, optimizer, row,
+                                                           main))
             if any_rank(signals.signum is not None, info, device):  # state is saved: stop now
                 signals.reraise()
+    call_hooks(callbacks, "on_train_end", StepInfo(epochs - 1, step, 0, raw, optimizer, None, main))
     return FitResult(model=raw, history=history, best_metric=best, out_dir=out)

@@ -3,9 +3,17 @@
 Kundu, Sundaresan, Beerel et al., "FLOAT: Fast Learnable Once-for-All
 Adversarial Training for Tunable Trade-off between Accuracy and Robustness",
 WACV 2023, Eq. 4: ``θ̂ˡ = θˡ + λ·αˡ·ηˡ``, ``ηˡ ~ N(0, (σˡ)²)`` with σˡ the
-standard deviation of the weight tensor itself (computed without gradient, as
-in Parametric Noise Injection, He, Rakin, Fan, CVPR 2019) and αˡ a learnable
-scalar per layer (init 0.25, no weight decay). At inference λ becomes the
+standard deviation of the layer's weights (computed without gradient, as in
+Parametric Noise Injection, He, Rakin, Fan, CVPR 2019) and αˡ a learnable
+scalar per layer (init 0.25, no weight decay).
+
+Pruned weights (FLOATS-i / -c / slim: exact zeros kept by the sparse masks)
+get no noise and do not count in σˡ: σˡ is the std of the **surviving**
+(non-zero) weights. Counting the zeros would shrink σ by about 1/√d at density
+d (3.2× at d = 0.1 for random masks, more for magnitude pruning, which removes
+the small weights), so a sparse model would be trained with much weaker noise
+than the dense FLOAT model it is compared with. For a dense tensor this is the
+ordinary std. At inference λ becomes the
 continuous λ_n and the factor ``m`` follows Eq. 6 through
 :attr:`Condition.noise_multiplier` (``m = λ`` for λ_th = 0; ``2λ`` / ``2(λ − 0.5)``
 for λ_th = 0.5).
@@ -50,6 +58,18 @@ def resample_noise(model: nn.Module) -> None:
         fn = getattr(m, "resample_noise", None)
         if callable(fn):
             fn()
+
+
+def _surviving_std(w: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Unbiased std of ``w`` over the positions where ``alive`` (a 0-dim tensor, no host sync).
+
+    Equals ``w.std()`` up to rounding for a dense tensor; 0 with fewer than two survivors.
+    """
+    n = alive.sum()
+    wf = w.float()
+    mean = wf.mul(alive).sum() / n.clamp(min=1)
+    var = (wf - mean).square_().mul_(alive).sum() / (n - 1).clamp(min=1)
+    return var.sqrt().to(w.dtype)
 
 
 class _WeightNoise:
@@ -116,14 +136,18 @@ class _WeightNoise:
         return eta
 
     def effective_weight(self) -> torch.Tensor:
-        """θ̂ = θ + m·α·η with η ~ N(0, std(θ)²); exactly ``self.weight`` when m = 0 or noise is off."""
+        """θ̂ = θ + m·α·η, η ~ N(0, σ²), σ = std of the non-zero weights; pruned zeros stay zero.
+
+        Exactly ``self.weight`` when m = 0 or noise is off.
+        """
         w = self.weight
         m = self.noise_multiplier
         if m == 0.0 or self.noise_mode == "off":
             return w
-        with torch.no_grad():
-            eta = self._eta().mul(w.std())  # one randn and one scale, no gradient through σ
-            eta.mul_(w != 0)  # pruned weights (FLOATS-i/-c) stay pruned under noise
+        with torch.no_grad():  # no gradient through σ
+            alive = w != 0  # pruned weights (FLOATS-i/-c/slim) stay pruned and do not count in σ
+            eta = self._eta().mul(_surviving_std(w, alive))
+            eta.mul_(alive)
         return torch.addcmul(w, self.alpha * m, eta)
 
     def extra_repr(self) -> str:

@@ -4,6 +4,13 @@ A method decides how adversarial examples are made (which attack, which BN
 mode) and how the losses combine. It never calls ``.backward()``, ``.to()`` or
 ``print``: the engine owns the loop, the devices and the logging. Metrics are
 detached tensors (no ``.item()``), so the engine decides when to synchronise.
+
+Resume: whatever randomness or counters a method owns (OAT's λ sampler, an
+attack built with its own ``generator``) goes into :meth:`Method.state_dict`,
+which the engine saves with the training state and gives back through
+:meth:`Method.load_state_dict`, so a resumed run equals an uninterrupted one.
+Randomness drawn from the global torch RNG (PGD random starts, FLOAT's weight
+noise) needs nothing: the engine saves that RNG.
 """
 from __future__ import annotations
 
@@ -141,6 +148,43 @@ class Method:
     def config(self) -> dict[str, Any]:
         """Hyper-parameters as a JSON-able dict (for ``run.json``)."""
         return {"name": self.name}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The method's own training state (RNGs, counters) for an exact resume.
+
+        Only tensors and plain values (loadable with ``torch.load(...,
+        weights_only=True)``). The base class saves the state of every
+        ``torch.Generator`` held by the method's attacks (``attack.generator``,
+        ``fusion_generator``); subclasses add theirs.
+        """
+        gens = {f"{attr}.{g}": gen.get_state() for attr, g, gen in self._attack_generators()}
+        return {"attack_generators": gens} if gens else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises:
+            ValueError: the state names generators this method does not have.
+        """
+        saved = dict(state.get("attack_generators") or {})
+        for attr, g, gen in self._attack_generators():
+            key = f"{attr}.{g}"
+            if key in saved:
+                gen.set_state(saved.pop(key))
+        if saved:
+            raise ValueError(f"{type(self).__name__}: saved state has attack generators {sorted(saved)} "
+                             "that this method's attacks do not have")
+
+    def _attack_generators(self) -> list[tuple[str, str, torch.Generator]]:
+        """``(attribute, generator attribute, generator)`` of each attack attribute's own RNG."""
+        out = []
+        for attr, value in sorted(vars(self).items()):
+            if isinstance(value, Attack):
+                for g in ("generator", "fusion_generator"):
+                    gen = getattr(value, g, None)
+                    if isinstance(gen, torch.Generator):
+                        out.append((attr, g, gen))
+        return out
 
     def adversarial(self, model: nn.Module, x: Tensor, y: Tensor, attack: Attack) -> Tensor:
         """``attack(model, x, y)`` under :attr:`attack_bn_mode`; every module's mode is restored.

@@ -15,7 +15,7 @@ per-sample λ (so through BN_a and the matching FiLM modulation).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -48,7 +48,9 @@ class OAT(Method):
             the original) or ``"train"``.
         seed: seed of the λ sampler (a ``torch.Generator``); default
             ``torch.initial_seed()`` when the first batch arrives, i.e. the
-            global seed the engine set.
+            global seed the engine set. The sampler's state is part of
+            :meth:`state_dict`, so a resumed run draws the λ an uninterrupted
+            run would have drawn.
 
     Attributes:
         val_condition: the dials the engine validates at (``{"lam": 1.0}``).
@@ -73,22 +75,26 @@ class OAT(Method):
         self.val_condition = {"lam": max(vals)}
 
     # -- λ sampling ---------------------------------------------------------------
+    def _lam_generator(self) -> torch.Generator:
+        if self._generator is None:
+            seed = torch.initial_seed() if self.seed is None else self.seed
+            self._generator = torch.Generator().manual_seed(int(seed) % (2**63))
+        return self._generator
+
     def sample_lam(self, batch_size: int) -> Tensor:
         """Per-sample λ on the CPU: ⌈B/|S|⌉ zeros first, the rest uniform over S∖{0}.
 
         Returns:
             (B,) float32 tensor, zeros first (the order inside a batch is irrelevant).
         """
-        if self._generator is None:
-            seed = torch.initial_seed() if self.seed is None else self.seed
-            self._generator = torch.Generator().manual_seed(int(seed) % (2**63))
+        generator = self._lam_generator()
         nonzero = torch.tensor([v for v in self.lam_values if v != 0.0])
         n_zero = math.ceil(batch_size / len(self.lam_values)) if 0.0 in self.lam_values else 0
         if len(nonzero) == 0:
             n_zero = batch_size
         n_zero = min(n_zero, batch_size)
         idx = torch.randint(len(nonzero) if len(nonzero) else 1, (batch_size - n_zero,),
-                            generator=self._generator)
+                            generator=generator)
         rest = nonzero[idx] if len(nonzero) else torch.zeros(0)
         return torch.cat([torch.zeros(n_zero), rest]).float()
 
@@ -119,6 +125,18 @@ class OAT(Method):
         total = total / B  # mean over the batch; λ = 0 samples add only their clean CE
         metrics["loss"] = total.detach()
         return total, metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """The λ sampler's generator state (once it exists) and the attacks' generators."""
+        state = super().state_dict()
+        if self._generator is not None:
+            state["lam_generator"] = self._generator.get_state()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        if state.get("lam_generator") is not None:
+            self._lam_generator().set_state(state["lam_generator"])
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "lam_values": list(self.lam_values),

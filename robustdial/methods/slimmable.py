@@ -1,17 +1,27 @@
-"""Slimmable training: one objective averaged over the trained widths.
-
-Yu et al., "Slimmable Neural Networks", ICLR 2019 (loss averaged over the
-widths, one optimizer step); OATS = OAT × widths (Wang et al., NeurIPS 2020,
-Sec. 3.3, Algorithm 2: "we minimize the average loss in Eq. (3) of all
-different-width sub-networks", x_adv generated with the same-width
-sub-network); FLOAT slim / FLOATS slim (Kundu et al., WACV 2023, Sec. 3.2,
-Fig. 4(b)); PGD-ATS (OAT paper Sec. 4.3: PGD-AT loss in a slimmable network).
+"""Slimmable training: one objective at every trained width, one optimizer step.
 
 At each width ``w`` the ``width`` dial is set for the whole inner loss, so the
 inner method's attack runs at that width and the classification forwards use
-that width's switchable BNs. The returned loss is the mean over widths; one
-``backward`` of that sum gives the same gradients as one backward per width
-accumulated (the engine then takes one optimizer step).
+that width's switchable BNs. How the per-width losses combine follows each
+paper (``reduction``):
+
+* ``"sum"``: one backward per width, gradients accumulated, one optimizer
+  step. Yu, Yang, Xu, Yang, Huang, "Slimmable Neural Networks", ICLR 2019,
+  Algorithm 1 (``loss.backward()`` inside the loop over widths) — the default
+  of :class:`Slimmable`; and FLOAT slim / FLOATS slim (Kundu et al., WACV
+  2023, Sec. 3.2, Fig. 4(b); the FLOAT loss at each slimming factor, one
+  backward per width: :class:`~robustdial.methods.float_slim.FLOATSlim`).
+  One backward of the summed loss gives exactly those accumulated gradients.
+* ``"mean"``: OATS (Wang et al., NeurIPS 2020, Sec. 3.3 / Algorithm 2: "we
+  minimize the average loss in Eq. (3) of all different-width sub-networks",
+  :class:`~robustdial.methods.oats.OATS`) and its baseline PGD-ATS (Sec. 4.3,
+  the slimmable network trained on "the average loss across all
+  different-width subnetworks" with the PGD-AT loss,
+  :class:`~robustdial.methods.pgd_ats.PGDATS`).
+
+With SGD the two differ by a factor ``len(widths)`` on the gradient (so on the
+effective learning rate relative to weight decay); the ``loss`` metric is the
+combined loss that is back-propagated.
 """
 from __future__ import annotations
 
@@ -44,26 +54,38 @@ def _inner(method: Method | str | Mapping[str, Any], kwargs: dict[str, Any]) -> 
     return build_method(str(method), **kwargs)
 
 
+REDUCTIONS = ("sum", "mean")
+
+
 class Slimmable(Method):
-    """Wrap a method so every step trains every width (mean loss over widths).
+    """Wrap a method so every step trains every width.
 
     Args:
         inner: the per-width objective: a :class:`Method`, a name (``"oat"``,
             ``"float"``, ``"pgd_at"`` …) or a dict with ``name``.
         widths: the width factors to train, e.g. ``(0.5, 0.75, 1.0)``; ``None``
             = every width the model declares (read on the first batch).
+        reduction: ``"sum"`` (one backward per width, Yu et al. Algorithm 1) or
+            ``"mean"`` of the per-width losses; see the module notes.
         **inner_kwargs: options of ``inner`` when given by name.
 
     Attributes:
         val_condition: the inner method's validation dials at the widest width.
 
-    Metrics: the inner metrics averaged over widths, plus ``<metric>@w<w>`` per width.
+    Metrics: ``loss`` (the combined loss), the other inner metrics averaged
+    over widths, plus ``<metric>@w<w>`` per width.
     """
 
     name = "slimmable"
+    default_reduction = "sum"
 
     def __init__(self, inner: Method | str | Mapping[str, Any] = "pgd_at",
-                 widths: Sequence[float] | None = None, **inner_kwargs: Any) -> None:
+                 widths: Sequence[float] | None = None, *, reduction: str | None = None,
+                 **inner_kwargs: Any) -> None:
+        reduction = self.default_reduction if reduction is None else reduction
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
         self.inner = _inner(inner, inner_kwargs)
         self.widths = None if widths is None else self._check(widths)
         self.attack_bn_mode = self.inner.attack_bn_mode
@@ -105,14 +127,23 @@ class Slimmable(Method):
                 metrics[f"{k}@w{w:g}"] = v
                 sums[k] = v if k not in sums else sums[k] + v
         assert total is not None
-        total = total / len(widths)
+        if self.reduction == "mean":
+            total = total / len(widths)
         metrics.update({k: v / len(widths) for k, v in sums.items()})
         metrics["loss"] = total.detach()
         return total, metrics
 
+    def state_dict(self) -> dict[str, Any]:
+        """The inner method's state (e.g. OAT's λ sampler) and this wrapper's attack generators."""
+        return {**super().state_dict(), "inner": self.inner.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.inner.load_state_dict(state.get("inner") or {})
+
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "widths": None if self.widths is None else sorted(self.widths),
-                "inner": self.inner.config()}
+                "reduction": self.reduction, "inner": self.inner.config()}
 
 
 METHOD = Slimmable

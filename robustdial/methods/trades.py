@@ -2,16 +2,31 @@
 
 Zhang, Yu, Jiao, Xing, El Ghaoui, Jordan, "Theoretically Principled Trade-off
 between Robustness and Accuracy", ICML 2019, Eq. 5:
-``min_f E[ CE(f(x), y) + β·max_{x'∈B(x,ε)} KL(f(x) ‖ f(x'))/1 ]``, in the
-Binary-Relax paper's notation Eq. 7 (``L_nat + β·(1/N)Σ l(f(x_n), f(x̃_n))``).
+``min_f E[ CE(f(X), Y) + max_{X'∈B(X,ε)} KL(f(X) ‖ f(X')) / λ ]`` with β = 1/λ;
+in the Binary-Relax paper's notation (Eq. 7) ``L_nat + β·(1/N)Σ_n l(f(x_n), f(x̃_n))``.
 
-The inner maximisation is PGD on the per-sample loss :class:`TradesKL` (a
-pluggable attack loss). Differences from the authors' code, documented:
-the start point is PGD's uniform random start in ±ε (their code starts at
-``x + 0.001·N(0, 1)``; at ``x`` itself the KL gradient vanishes, so some random
-start is required), and the clean forward used for the CE term is reused as the
-KL target (their code runs ``model(x)`` twice; gradients are the same, BN
-running statistics see one clean batch instead of two).
+What :meth:`TRADES.loss` computes, step by step:
+
+1. **Attack target.** One clean forward ``model(x)`` without gradient, in the
+   attack's BN mode (``attack_bn_mode="eval"`` by default: running statistics,
+   left unchanged), gives the fixed distribution ``p = softmax(f(x))``.
+2. **Inner maximisation.** PGD (or FGSM) on the per-sample loss
+   :class:`TradesKL` = ``KL(p ‖ softmax(f(x')))``, starting from PGD's uniform
+   random start in ±ε. The authors' code starts at ``x + 0.001·N(0, 1)`` (at
+   ``x`` itself the KL gradient vanishes, so some random start is needed) and
+   recomputes the clean target at every PGD iteration; in eval mode it is the
+   same ``p`` each time, so one forward is equivalent.
+3. **Outer loss,** in train mode: a second clean forward ``model(x)`` gives the
+   logits used both for ``CE(f(x), y)`` and as the first argument of the KL,
+   with gradient through both arguments, and one forward of ``x_adv``:
+   ``L = CE(f(x), y) + β·(1/B)·Σ_i KL(f(x_i) ‖ f(x_adv,i))`` (the authors'
+   ``KLDivLoss(reduction="sum") / batch_size``). The authors' code runs
+   ``model(x)`` twice here (once for CE, once inside the KL); the outputs and
+   gradients are the same, but the BN running statistics see one clean batch
+   per step instead of two.
+
+So a step costs one no-grad clean forward, the k attack iterations, and two
+training forwards (clean and adversarial) with one backward.
 """
 from __future__ import annotations
 
@@ -64,12 +79,13 @@ def default_attack() -> PGD:
 
 
 class TRADES(Method):
-    """``L = CE(f(x), y) + β·mean KL(f(x) ‖ f(x_adv))``.
+    """``L = CE(f(x), y) + β·mean_i KL(f(x_i) ‖ f(x_adv,i))`` (see the module notes).
 
     Args:
         beta: weight β ≥ 0 of the KL term (paper: 6 for CIFAR-10, 1 for MNIST).
-        attack: PGD or FGSM settings (instance, dict or spec string); its loss is
-            replaced by :class:`TradesKL` at every batch. Default PGD-10,
+        attack: PGD or FGSM settings (instance, dict or spec string); each batch
+            runs a shallow copy of it whose loss is :class:`TradesKL` (the
+            configured attack itself is not changed). Default PGD-10,
             ε = 0.031, α = 0.007.
         attack_bn_mode: ``"eval"`` (as the authors' code) or ``"train"``.
 

@@ -93,24 +93,58 @@ def test_oats_model_has_film_per_width():
     assert len(encodings) == 1  # one λ encoding shared by every FiLM of every width
 
 
-@pytest.mark.parametrize("name,cond,kw", [
-    ("oats", "oat", {"lam_values": (0.0, 1.0)}),
-    ("float_slim", "float", {}),
-    ("pgd_ats", None, {"lam": 1.0}),
+@pytest.mark.parametrize("name,cond,kw,reduction", [
+    ("oats", "oat", {"lam_values": (0.0, 1.0)}, "mean"),  # OAT paper Alg. 2: average loss
+    ("float_slim", "float", {}, "sum"),  # FLOAT Sec. 3.2: one backward per width
+    ("pgd_ats", None, {"lam": 1.0}, "mean"),  # OATS' baseline, averaged like OATS
+    ("slimmable", None, {"inner": "pgd_at", "lam": 1.0}, "sum"),  # Yu et al. Alg. 1
 ])
-def test_slimmable_methods_average_over_widths(name, cond, kw):
+def test_slimmable_methods_combine_widths_as_their_paper(name, cond, kw, reduction):
     from robustdial.methods import build_method
 
     attack = {"name": "pgd", "eps": 0.1, "alpha": 0.05, "steps": 1}
     method = build_method(name, widths=(0.5, 1.0), attack=attack, **kw)
+    assert method.reduction == reduction and method.config()["reduction"] == reduction
     model = rd.create_model("small_cnn", in_channels=1, conditioning=cond, widths=(0.5, 1.0))
     model.train()
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
     torch.manual_seed(1)
     loss, metrics = method.loss(model, (x, y))
-    assert torch.isclose(loss, (metrics["loss@w0.5"] + metrics["loss@w1"]) / 2)
+    per_width = metrics["loss@w0.5"] + metrics["loss@w1"]
+    assert torch.isclose(loss, per_width if reduction == "sum" else per_width / 2)
+    assert torch.isclose(metrics["loss"], loss.detach())
     loss.backward()
     # the 0.5-width switchable BNs / hidden weights receive gradients
     grads = [p.grad for n, p in model.named_parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert method.val_condition["width"] == 1.0
+
+
+def test_reduction_can_be_chosen_and_is_checked():
+    from robustdial.methods import FLOATSlim, OATS, Slimmable
+
+    assert OATS(reduction="sum").reduction == "sum" and FLOATSlim(reduction="mean").reduction == "mean"
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        Slimmable("pgd_at", reduction="max")
+
+
+def test_float_slim_gradient_equals_one_backward_per_width():
+    """FLOAT slim's summed loss gives exactly the accumulated gradients of one backward per width."""
+    from robustdial.methods import FLOATSlim
+    from robustdial.methods.float import FLOAT
+
+    attack = {"name": "pgd", "eps": 0.1, "alpha": 0.05, "steps": 1}
+    model = rd.create_model("small_cnn", in_channels=1, conditioning="float", widths=(0.5, 1.0)).train()
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    torch.manual_seed(2)
+    loss, _ = FLOATSlim(widths=(0.5, 1.0), attack=attack).loss(model, (x, y))
+    loss.backward()
+    joint = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(2)
+    inner = FLOAT(attack=attack)
+    for w in (1.0, 0.5):  # widest first, as the method
+        with rd.conditioned(model, width=w):
+            inner.loss(model, (x, y))[0].backward()
+    for n, g in joint.items():
+        torch.testing.assert_close(g, model.get_parameter(n).grad, msg=n)

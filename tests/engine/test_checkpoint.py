@@ -117,6 +117,30 @@ def test_wrong_shapes_and_missing_keys_refused(tmp_path):
         load(tmp_path / "keys")
 
 
+@pytest.mark.parametrize("edit, match", [
+    (lambda info: info.pop("sha256"), "records no sha256"),
+    (lambda info: info.update(sha256={}), "records no sha256"),
+    (lambda info: info.update(format="robustdial-checkpoint/99"), r"format 'robustdial-checkpoint/99'"),
+    (lambda info: info.pop("format"), "has no 'format' field"),
+])
+def test_run_json_without_sha256_or_with_unknown_format_is_refused(oat_ckpt, edit, match):
+    _, path = oat_ckpt
+    info = json.loads((path / "run.json").read_text())
+    edit(info)
+    (path / "run.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match=match):
+        load(path)
+
+
+def test_unverified_load_of_a_run_json_without_sha256_is_explicit(oat_ckpt):
+    model, path = oat_ckpt
+    info = json.loads((path / "run.json").read_text())
+    del info["sha256"]
+    (path / "run.json").write_text(json.dumps(info))
+    loaded = load(path, verify=False)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
 def test_missing_files(tmp_path):
     with pytest.raises(CheckpointError, match="run.json"):
         load(tmp_path)

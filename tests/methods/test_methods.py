@@ -210,3 +210,82 @@ def test_bad_options_say_how_to_fix():
         TRADES(attack_bn_mode="frozen")
     with pytest.raises(ValueError, match="both 0"):
         Tradeoff(alpha=0, beta=0)
+
+
+def test_trades_forwards_are_the_ones_its_docstring_lists(batch):
+    """No-grad clean target (eval BN), k attack forwards (eval BN), then clean and adversarial in train mode."""
+    model = tiny_net().train()
+    calls: list[tuple[bool, bool]] = []
+    model.register_forward_hook(lambda m, i, o: calls.append((m.training, torch.is_grad_enabled())))
+    bn = model[1]
+    before = bn.num_batches_tracked.clone()
+    TRADES(beta=1.0, attack=PGD(eps=0.1, alpha=0.05, steps=3)).loss(model, batch)
+    assert calls == [(False, False)] + [(False, True)] * 3 + [(True, True), (True, True)]
+    assert int(bn.num_batches_tracked - before) == 2  # one clean and one adversarial batch
+
+
+def _roundtrip(state: dict) -> dict:
+    """Through torch.save / torch.load(weights_only=True), as the engine's train_state.pt."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def test_methods_without_own_randomness_have_empty_state():
+    for name in ("standard", "pgd_at", "trades", "tradeoff", "float", "rdi"):
+        assert build_method(name).state_dict() == {}, name
+
+
+def test_oat_lambda_sampler_state_round_trips():
+    from robustdial.methods import OAT
+
+    a = OAT(seed=3)
+    a.sample_lam(32)
+    state = _roundtrip(a.state_dict())
+    expected = [a.sample_lam(32) for _ in range(3)]
+    b = OAT(seed=3)
+    b.load_state_dict(state)
+    assert all(torch.equal(x, b.sample_lam(32)) for x in expected)
+
+
+def test_oat_resumed_sampler_continues_not_restarts():
+    from robustdial.methods import OAT
+
+    a = OAT(seed=0)
+    first = a.sample_lam(64)
+    state = _roundtrip(a.state_dict())
+    b = OAT(seed=0)
+    b.load_state_dict(state)
+    assert not torch.equal(b.sample_lam(64), first)  # continues after the first draw
+    assert torch.equal(OAT(seed=0).sample_lam(64), first)
+
+
+def test_slimmable_state_holds_the_inner_methods_state():
+    from robustdial.methods import OATS
+
+    a = OATS(widths=(0.5, 1.0), seed=1)
+    a.inner.sample_lam(16)
+    state = _roundtrip(a.state_dict())
+    assert "lam_generator" in state["inner"]
+    b = OATS(widths=(0.5, 1.0), seed=1)
+    b.load_state_dict(state)
+    assert torch.equal(a.inner.sample_lam(16), b.inner.sample_lam(16))
+
+
+def test_attack_generator_is_part_of_the_method_state(batch):
+    g = torch.Generator().manual_seed(5)
+    method = PGDAT(attack=PGD(eps=0.1, alpha=0.05, steps=1, generator=g))
+    model = tiny_net().eval()
+    x, y = batch
+    method.adversarial(model, x, y, method.attack)  # advances g
+    state = _roundtrip(method.state_dict())
+    assert set(state["attack_generators"]) == {"attack.generator"}
+    expected = method.adversarial(model, x, y, method.attack)
+    other = PGDAT(attack=PGD(eps=0.1, alpha=0.05, steps=1, generator=torch.Generator().manual_seed(0)))
+    other.load_state_dict(state)
+    assert torch.equal(other.adversarial(model, x, y, other.attack), expected)
+    with pytest.raises(ValueError, match="attack generators"):
+        PGDAT().load_state_dict(state)  # no generator to restore into

@@ -111,6 +111,43 @@ def test_noise_statistics_and_eq6_multipliers():
         assert abs(delta.mean().item()) < 0.03 * delta.std().item() + 1e-4
 
 
+@pytest.mark.parametrize("pruning", ["random", "magnitude"])
+def test_sparse_noise_std_is_that_of_the_surviving_weights(pruning):
+    """FLOATS-i/-c/slim at density 0.1: the noise on surviving weights has std α·λ·std(surviving).
+
+    Counting the pruned zeros in σ would make it ≈ √0.1 of that (random masks)
+    or less (magnitude pruning keeps the large weights): noise much weaker than
+    the dense FLOAT model's.
+    """
+    torch.manual_seed(0)
+    layer = NoisyConv2d(64, 64, 3, bias=False)
+    w = layer.weight.detach()
+    if pruning == "random":
+        keep = torch.rand_like(w) < 0.1
+    else:
+        keep = w.abs() >= w.abs().flatten().kthvalue(int(0.9 * w.numel())).values
+    with torch.no_grad():
+        layer.weight.mul_(keep)
+    alive = w[keep]
+    for lam in (1.0, 0.4):
+        rd.set_condition(layer, lam=lam, noise="sample")
+        delta = torch.stack([(layer.effective_weight() - layer.weight).detach() for _ in range(20)])
+        assert torch.all(delta[:, ~keep] == 0)  # pruned weights stay pruned
+        assert delta[:, keep].std().item() == pytest.approx(lam * 0.25 * alive.std().item(), rel=0.02)
+
+
+def test_dense_noise_std_equals_tensor_std_and_degenerate_cases():
+    from robustdial.layers.noisy import _surviving_std
+
+    w = torch.randn(50, 40)
+    torch.testing.assert_close(_surviving_std(w, w != 0), w.std())
+    z = torch.zeros(5, 5)
+    assert _surviving_std(z, z != 0).item() == 0.0  # no survivors: no noise, no NaN
+    one = z.clone()
+    one[0, 0] = 3.0
+    assert _surviving_std(one, one != 0).item() == 0.0
+
+
 def test_alpha_is_learned_without_weight_decay_and_std_has_no_gradient():
     layer = NoisyConv2d(2, 3, 3)
     assert getattr(layer.alpha, "_no_weight_decay", False) and "alpha" in layer.no_weight_decay
