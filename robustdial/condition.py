@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+import numbers
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -45,9 +46,13 @@ class Interval:
         if isinstance(value, torch.Tensor):
             if value.numel() == 0:
                 raise ValueError(f"dial {name!r} got an empty tensor")
-            lo, hi = value.min().item(), value.max().item()  # one sync, at set time
-        else:
+            lo, hi = value.aminmax()  # one sync, at set time
+            lo, hi = torch.stack([lo, hi]).tolist()
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             lo = hi = float(value)
+        else:
+            raise ValueError(f"dial {name}={_short(value)} must be a number in "
+                             f"{self.describe()}, got {type(value).__name__}")
         if not (self.lo <= lo and hi <= self.hi) or math.isnan(lo) or math.isnan(hi):
             raise ValueError(
                 f"dial {name}={_short(value)} is outside its valid range "
@@ -65,7 +70,7 @@ class Choices:
     values: tuple
 
     def check(self, name: str, value: Any) -> None:
-        if value not in self.values:
+        if isinstance(value, torch.Tensor) or value not in self.values:
             raise ValueError(
                 f"dial {name}={_short(value)} is not available; valid values: "
                 f"{', '.join(_fmt(v) for v in self.values)}"
@@ -85,7 +90,8 @@ def _fmt(v: Any) -> str:
 def _short(v: Any) -> str:
     if isinstance(v, torch.Tensor):
         return f"tensor(shape={tuple(v.shape)})"
-    return _fmt(v)
+    text = _fmt(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,13 +189,27 @@ class Condition:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Condition))
-_COMMON_SPECS: dict[str, DialSpec] = {"noise": Choices(NOISE_MODES)}
+# Noise modes that only make a noiseless model what it already is (deterministic,
+# no noise): accepted as no-ops so callers that pin the mode for any model
+# (``export.to_plain(noise="fixed")``) keep working; "sample" / "hold" are refused.
+_NOISELESS_OK = ("off", "fixed")
+
+
+def _has_noise(module: nn.Module) -> bool:
+    # noisy weights (FLOAT, PNI) and feature noise (EnResNet) both expose resample_noise()
+    return callable(getattr(module, "resample_noise", None))
 
 
 def dial_specs(model: nn.Module) -> dict[str, DialSpec]:
-    """The dials a model understands, merged over its modules."""
+    """The dials a model understands, merged over its modules.
+
+    ``noise`` is a dial of every model with a noisy module (one that defines
+    ``resample_noise()``: noisy weights or feature noise).
+    """
     specs: dict[str, DialSpec] = {}
     for m in model.modules():
+        if _has_noise(m):
+            specs.setdefault("noise", Choices(NOISE_MODES))
         fn = getattr(m, "dial_specs", None)
         if fn is None or not callable(fn):
             continue
@@ -238,8 +258,14 @@ def set_condition(model: nn.Module, cond: Condition | None = None, /, **dials: A
         The condition now in force.
 
     Raises:
-        ValueError: an unknown dial, a dial the model does not have, or a value
-            outside the valid set (the message lists the valid values).
+        ValueError: an unknown dial, a dial the model does not have (``noise``
+            on a model without noisy layers included; the deterministic modes
+            ``"off"`` and ``"fixed"`` are accepted there as no-ops), a value of
+            the wrong type (the message names the dial), a λ tensor that is not
+            floating point or not 1-D, or a value outside the valid set (the
+            message lists the valid values). Whether a per-sample λ has one
+            entry per sample is checked by the layers at the forward, where the
+            batch is known.
     """
     unknown = set(dials) - set(_FIELDS)
     if unknown:
@@ -256,21 +282,42 @@ def set_condition(model: nn.Module, cond: Condition | None = None, /, **dials: A
 
 
 def _validate(model: nn.Module, cond: Condition) -> None:
-    specs = {**_COMMON_SPECS, **dial_specs(model)}
+    specs = dial_specs(model)
     for name, value in cond.as_dict().items():
         spec = specs.get(name)
         if spec is None:
-            have = ", ".join(f"{k} ∈ {s.describe()}" for k, s in specs.items()
-                             if k not in _COMMON_SPECS) or "none"
+            if name == "noise" and value in _NOISELESS_OK:
+                continue  # a noiseless model is already deterministic and noise-free
+            have = ", ".join(f"{k} ∈ {s.describe()}" for k, s in specs.items()) or "none"
+            why = " (it has no noisy layers)" if name == "noise" else ""
             raise ValueError(
-                f"{type(model).__name__} has no {name!r} dial (its dials: {have})"
+                f"{type(model).__name__} has no {name!r} dial{why}; its dials: {have}"
             )
         if name == "thresholds":
-            vals = tuple(value)
-            for v in vals:
+            if isinstance(value, torch.Tensor) and value.dim() == 1:
+                value = value.tolist()
+            if isinstance(value, (str, bytes, torch.Tensor)) or not isinstance(value, Iterable):
+                raise ValueError(f"dial thresholds={_short(value)} must be a sequence with one "
+                                 "entropy threshold per early exit, e.g. thresholds=(0.02, 0.01)")
+            for v in value:
                 spec.check(name, v)
             continue
+        if isinstance(value, torch.Tensor):
+            _check_tensor_dial(name, value)
         spec.check(name, value)
+
+
+def _check_tensor_dial(name: str, value: torch.Tensor) -> None:
+    """Only λ may be a tensor: a scalar, or (B,) per-sample values in floating point."""
+    if name != "lam":
+        raise ValueError(f"dial {name} must be a Python value, not a tensor "
+                         f"(only lam takes per-sample values)")
+    if not value.is_floating_point():
+        raise ValueError(f"dial lam: a per-sample λ tensor must be floating point, got "
+                         f"{value.dtype}; pass lam.float()")
+    if value.dim() > 1:
+        raise ValueError(f"dial lam: a per-sample λ tensor must be 1-D with one value per sample "
+                         f"(B,), got shape {tuple(value.shape)}")
 
 
 @contextlib.contextmanager

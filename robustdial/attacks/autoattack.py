@@ -90,7 +90,7 @@ class AutoAttack(Attack):
                  attacks: Sequence[str] | None = None, components: Sequence[str] | None = None,
                  square_queries: int | None = None, eot_iter: int | None = None) -> None:
         super().__init__()
-        key = norm.lower()
+        key = norm.lower() if isinstance(norm, str) else norm
         if key not in _NORMS:
             raise ValueError(f"norm must be one of {sorted(set(_NORMS.values()))}, got {norm!r}")
         if attacks is not None:
@@ -111,9 +111,10 @@ class AutoAttack(Attack):
         for name, value in (("square_queries", square_queries), ("eot_iter", eot_iter)):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        eps = _check_eps("eps", eps, allow_zero=False, unit=key == "linf")
         self._cls = _load_autoattack_class()  # fail at construction, not mid-evaluation
         self.norm = _NORMS[key]
-        self.eps = _check_eps("eps", eps, allow_zero=False)
+        self.eps = eps
         self.version = version
         self.seed = int(seed)
         self.batch_size = batch_size

@@ -28,9 +28,11 @@ __all__ = [
     "Attack",
     "LossFn",
     "ce_loss",
+    "check_inputs",
     "clamp_unit",
     "l2_norm",
     "linf_bounds",
+    "model_num_classes",
     "project_l2",
     "random_l2",
     "random_linf",
@@ -96,19 +98,110 @@ def random_l2(x: Tensor, eps: float, generator: torch.Generator | None) -> Tenso
     return delta.add_(x).clamp_(0.0, 1.0)
 
 
-def _check_eps(name: str, value: float, *, allow_zero: bool = True) -> float:
-    value = float(value)
+def _number(name: str, value: Any) -> float:
+    if not isinstance(value, (bool, str, bytes)):
+        try:
+            return float(value)  # ints, floats, NumPy scalars, one-element tensors
+        except (TypeError, ValueError):
+            pass
+    scale = (f" on the [0, 1] pixel scale (e.g. 8/255 = {8 / 255:.5f})"
+             if name in ("eps", "alpha") else "")
+    raise TypeError(f"{name} must be a number{scale}, got {value!r}")
+
+
+def _check_eps(name: str, value: float, *, allow_zero: bool = True, unit: bool = False) -> float:
+    """A finite, non-negative hyper-parameter; with ``unit`` also at most 1 (an L∞ radius).
+
+    ``unit`` catches radii written on the 0..255 scale: ``eps=8`` is refused with
+    "8/255, not 8".
+    """
+    value = _number(name, value)
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         need = "≥ 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {need} on the [0, 1] pixel scale "
                          f"(e.g. 8/255 = {8/255:.5f}), got {value!r}")
+    if unit and value > 1:
+        raise ValueError(f"{name}={value:g} is larger than the whole [0, 1] pixel range: ε and "
+                         f"step sizes are on the [0, 1] scale, so write {value:g}/255, not {value:g}")
     return value
 
 
+def _check_step(name: str, value: float, *, eps: float) -> float:
+    """A step size: finite and > 0 (0 only for a zero-radius attack, which is a no-op)."""
+    return _check_eps(name, value, allow_zero=eps == 0)
+
+
 def _check_steps(name: str, value: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok and isinstance(value, float) and value.is_integer():
+        ok, value = True, int(value)
+    if not ok or value < 1:
+        raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")
     return int(value)
+
+
+def model_num_classes(model: nn.Module) -> int | None:
+    """The number of classes a model predicts, when it says so (``rd_spec`` or ``num_classes``)."""
+    for attr in ("module", "_orig_mod"):  # DDP / compiled wrappers
+        inner = getattr(model, attr, None)
+        if isinstance(inner, nn.Module):
+            return model_num_classes(inner)
+    spec = getattr(model, "rd_spec", None)
+    k = spec.get("num_classes") if isinstance(spec, dict) else getattr(model, "num_classes", None)
+    return k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else None
+
+
+def check_inputs(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Refuse inputs an attack cannot be trusted with; returns ``y`` as int64.
+
+    Checks types and shapes on the host, then the value ranges (x finite and in
+    [0, 1]; labels in [0, K)) with one fused reduction and a single host sync
+    per call, never per step.
+
+    Raises:
+        TypeError: x not a floating tensor, x's dtype differs from the model's
+            (outside autocast), labels not integers.
+        ValueError: shapes, x outside [0, 1] or not finite, labels outside [0, K)
+            (including ``ignore_index`` values such as −100).
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError("x must be a float tensor of images in [0, 1]; convert uint8 "
+                        "images with x.float() / 255")
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.shape[0] != x.shape[0]:
+        got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise ValueError(f"y must be a (B,) tensor matching x's batch size {x.shape[0]}, "
+                         f"got {got}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"y must hold integer class labels (int64), got {y.dtype}; pass y.long()")
+    if y.dtype != torch.int64:
+        y = y.long()
+    params = getattr(model, "parameters", None)
+    p = next(iter(params()), None) if callable(params) else None
+    if (p is not None and p.is_floating_point() and p.dtype != x.dtype
+            and not torch.is_autocast_enabled(x.device.type)):
+        raise TypeError(f"x is {x.dtype} but the model's parameters are {p.dtype}; pass "
+                        f"x.to({p.dtype}) (or convert the model) — attacks do not cast silently")
+    if x.numel() == 0:
+        return y
+    k = model_num_classes(model)
+    lo, hi = torch.aminmax(x.detach())
+    ylo, yhi = torch.aminmax(y)
+    # the one host sync of the call
+    lo, hi, ylo, yhi = torch.stack([lo.float(), hi.float(), ylo.float(), yhi.float()]).tolist()
+    if not (lo >= 0.0 and hi <= 1.0):  # NaN fails both comparisons
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("x holds NaN or infinite values; attacks need finite images in [0, 1]")
+        hint = (" — scale 0..255 images with x / 255" if hi > 1.5 else
+                " — keep normalisation inside the model (robustdial.layers.Normalize)" if lo < 0
+                else "")
+        raise ValueError(f"x must be images in [0, 1], got values in [{lo:.4g}, {hi:.4g}]{hint}")
+    if ylo < 0 or (k is not None and yhi >= k):
+        bad = int(ylo) if ylo < 0 else int(yhi)
+        kk = "K" if k is None else str(k)
+        extra = (" (ignore_index labels such as -100 get no gradient: drop those samples)"
+                 if bad == -100 else "")
+        raise ValueError(f"labels must be class indices in [0, {kk}), got {bad}{extra}")
+    return y
 
 
 class _Bare(str):
@@ -149,14 +242,12 @@ class Attack:
         Shape:
             x: (B, ...) float in [0, 1]; y: (B,) labels (targets if
             ``targeted``) -> (B, ...) like ``x``, detached.
+
+        Raises:
+            TypeError / ValueError: inputs the attack cannot be trusted with
+                (see :func:`check_inputs`: one fused check per call).
         """
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            raise TypeError("x must be a float tensor of images in [0, 1]; convert uint8 "
-                            "images with x.float() / 255")
-        if not isinstance(y, Tensor) or y.dim() != 1 or y.shape[0] != x.shape[0]:
-            got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-            raise ValueError(f"y must be a (B,) tensor matching x's batch size {x.shape[0]}, "
-                             f"got {got}")
+        y = check_inputs(model, x, y)
         if torch.is_inference_mode_enabled():
             raise RuntimeError("attacks need autograd: call them outside torch.inference_mode() "
                                "(torch.no_grad() around the call is fine)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Attack, LossFn, _check_eps, linf_bounds, random_linf
+from .base import Attack, LossFn, _check_eps, _check_step, linf_bounds, random_linf
 
 __all__ = ["FGSM"]
 
@@ -20,7 +20,7 @@ class FGSM(Attack):
     """One signed-gradient step of size ε (L∞), clamped to [0, 1].
 
     Args:
-        eps: L∞ radius on the [0, 1] scale.
+        eps: L∞ radius on the [0, 1] scale (8/255, not 8).
         random_start: RS-FGSM: start uniformly in ±ε and take a step of size
             ``alpha`` (default 1.25·ε), then project onto the ε-ball ∩ [0, 1].
         alpha: RS-FGSM step size on the [0, 1] scale (ignored without
@@ -36,9 +36,9 @@ class FGSM(Attack):
                  alpha: float | None = None, loss: LossFn | None = None,
                  targeted: bool = False, generator: torch.Generator | None = None) -> None:
         super().__init__(loss=loss, targeted=targeted, generator=generator)
-        self.eps = _check_eps("eps", eps)
+        self.eps = _check_eps("eps", eps, unit=True)
         self.random_start = bool(random_start)
-        self.alpha = _check_eps("alpha", 1.25 * self.eps if alpha is None else alpha)
+        self.alpha = _check_step("alpha", 1.25 * self.eps if alpha is None else alpha, eps=self.eps)
         if self.random_start:
             self._repr_fields = ("eps", "random_start", "alpha")
 

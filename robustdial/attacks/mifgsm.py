@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .base import Attack, LossFn, _check_eps, _check_steps, linf_bounds
+from .base import Attack, LossFn, _check_eps, _check_step, _check_steps, linf_bounds
 
 __all__ = ["MIFGSM"]
 
@@ -21,7 +21,8 @@ class MIFGSM(Attack):
 
     Args:
         eps: L∞ radius on the [0, 1] scale (OAT's evaluation: 8/255).
-        alpha: step size on the [0, 1] scale (Dong et al.: ε / steps).
+        alpha: step size on the [0, 1] scale; default ``None`` = ε / steps (Dong
+            et al., Alg. 1).
         steps: number of iterations (OAT's evaluation: 10).
         decay: momentum factor μ (1.0 in the paper).
         loss: per-sample loss ``loss(model, x_adv, y) -> (B,)``; default CE.
@@ -30,12 +31,14 @@ class MIFGSM(Attack):
 
     _repr_fields = ("eps", "alpha", "steps", "decay")
 
-    def __init__(self, *, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10,
+    def __init__(self, *, eps: float = 8 / 255, alpha: float | None = None, steps: int = 10,
                  decay: float = 1.0, loss: LossFn | None = None, targeted: bool = False) -> None:
         super().__init__(loss=loss, targeted=targeted)
-        self.eps = _check_eps("eps", eps)
-        self.alpha = _check_eps("alpha", alpha)
+        self.eps = _check_eps("eps", eps, unit=True)
         self.steps = _check_steps("steps", steps)
+        # Dong et al. (Alg. 1): α = ε / T, so T steps can just reach the ε-ball's surface
+        self.alpha = _check_step("alpha", self.eps / self.steps if alpha is None else alpha,
+                                 eps=self.eps)
         self.decay = _check_eps("decay", decay)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:

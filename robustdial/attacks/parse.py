@@ -93,8 +93,9 @@ def parse_attack(spec: str, eps: float = 8 / 255) -> Attack:
         The configured attack.
 
     Raises:
-        ValueError: unknown name or malformed/unknown option (the message
-            lists the valid ones).
+        ValueError: unknown name, malformed/unknown option (the message
+            lists the valid ones), a step count of 0, or a hyper-parameter the
+            attack refuses (e.g. an L∞ ``eps`` above 1: 8/255, not 8).
     """
     m = _SPEC.match(spec.strip().lower()) if isinstance(spec, str) else None
     if m is None or (m["steps"] == "rand" and m["name"] != "autoattack"):
@@ -102,27 +103,34 @@ def parse_attack(spec: str, eps: float = 8 / 255) -> Attack:
                          f"with NAME in {', '.join(ATTACK_NAMES)}")
     name, steps_text = m["name"], m["steps"]
     opts = _options(m["opts"], spec)
-    eps = float(opts.pop("eps", eps))
+    eps = opts.pop("eps", eps)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise ValueError(f"attack spec {spec!r}: eps must be a number on the [0, 1] scale "
+                         f"(e.g. eps=8/255), got {eps!r}")
+    eps = float(eps)
     steps = int(steps_text) if steps_text and steps_text.isdigit() else None
+    if steps is not None and steps < 1 and name not in ("fgsm", "rsfgsm", "autoattack"):
+        raise ValueError(f"attack spec {spec!r}: the step count must be ≥ 1 "
+                         f"(e.g. {name}-10), got {steps}")
 
     cls: type[Attack]
     kw: dict[str, Any]
     if name == "fgsm" or name == "rsfgsm":
         cls, kw = FGSM, {"eps": eps, "random_start": name == "rsfgsm"}
     elif name in ("pgd", "pgdl2"):
-        n = steps or 10
+        n = steps if steps is not None else 10
         alpha = opts.pop("alpha", None)
         if alpha == "oat":
             alpha = oat_step_size(eps, n)
         cls, kw = PGD, {"eps": eps, "steps": n, "alpha": 2.5 * eps / n if alpha is None else alpha,
                         "norm": "l2" if name == "pgdl2" else "linf"}
     elif name == "mifgsm":
-        n = steps or 10
+        n = steps if steps is not None else 10
         cls, kw = MIFGSM, {"eps": eps, "steps": n, "alpha": eps / n}
     elif name == "cw":
-        cls, kw = CW, {"steps": steps or 100}
+        cls, kw = CW, {"steps": 100 if steps is None else steps}
     elif name == "wrm":
-        cls, kw = WRM, {"steps": steps or 15}
+        cls, kw = WRM, {"steps": 15 if steps is None else steps}
     elif name == "autoattack":
         cls, kw = AutoAttack, {"eps": eps, "version": "rand" if steps_text == "rand" else "standard"}
     else:
@@ -136,4 +144,7 @@ def parse_attack(spec: str, eps: float = 8 / 255) -> Attack:
         raise ValueError(f"attack spec {spec!r}: unknown option(s) {sorted(bad)} for "
                          f"{cls.__name__}; valid: {sorted(valid)}")
     kw.update(opts)
-    return cls(**kw)
+    try:
+        return cls(**kw)
+    except (TypeError, ValueError) as exc:  # bad hyper-parameter: say which spec it came from
+        raise ValueError(f"attack spec {spec!r}: {exc}") from None

@@ -18,6 +18,7 @@ from .base import (
     Attack,
     LossFn,
     _check_eps,
+    _check_step,
     _check_steps,
     l2_norm,
     linf_bounds,
@@ -43,11 +44,11 @@ class PGD(Attack):
     """PGD attack (Madry et al. 2018), L∞ or L2.
 
     Args:
-        eps: radius of the threat model on the [0, 1] scale (L∞: 8/255; L2:
-            e.g. 0.5).
-        alpha: step size on the same scale (L∞: per-pixel sign step; L2: step
-            length of the normalised gradient).
-        steps: number of gradient steps.
+        eps: radius of the threat model on the [0, 1] scale (L∞: 8/255, at
+            most 1; L2: e.g. 0.5).
+        alpha: step size > 0 on the same scale (L∞: per-pixel sign step; L2:
+            step length of the normalised gradient).
+        steps: number of gradient steps (≥ 1).
         norm: ``"linf"`` or ``"l2"``.
         random_start: start from a random point in the ball (uniform in ±ε
             for L∞, random direction and radius for L2).
@@ -69,11 +70,12 @@ class PGD(Attack):
                  norm: str = "linf", random_start: bool = True, loss: LossFn | None = None,
                  targeted: bool = False, generator: torch.Generator | None = None) -> None:
         super().__init__(loss=loss, targeted=targeted, generator=generator)
-        norm = norm.lower()
+        norm = norm.lower() if isinstance(norm, str) else norm
         if norm not in _NORMS:
             raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
-        self.eps = _check_eps("eps", eps)
-        self.alpha = _check_eps("alpha", alpha)
+        # an L∞ radius lives in [0, 1]; an L2 radius may exceed 1 (e.g. 2.0 on MNIST)
+        self.eps = _check_eps("eps", eps, unit=norm == "linf")
+        self.alpha = _check_step("alpha", alpha, eps=self.eps)
         self.steps = _check_steps("steps", steps)
         self.norm = norm
         self.random_start = bool(random_start)

@@ -9,12 +9,17 @@ Examples::
     robustdial demo --out runs/demo
     robustdial train configs/rdi_mnist_smallcnn_pgdat.yaml --set train.epochs=3 --out runs/x
     robustdial eval runs/x --attack pgd-20 --attack fgsm --eps 0.3 --json eval.json
+
+Bad input (a wrong flag value, a missing or corrupt file, a device this machine
+lacks) ends with one line ``robustdial CMD: error: …`` and exit status 2;
+``--debug`` adds the Python traceback.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
@@ -38,9 +43,17 @@ _log = logging.getLogger("robustdial")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "bad input": one line, exit status 2, no traceback (``--debug`` shows it).
+
+    Input checks at the boundary raise these (``UsageError`` is a ValueError;
+    dataset problems are ValueError / FileNotFoundError / DownloadError); a
+    failure of another type is a bug and keeps its traceback.
+    """
+    from robustdial.data import DownloadError
     from robustdial.engine.checkpoint import CheckpointError
 
-    return (ValueError, FileNotFoundError, NotADirectoryError, TypeError, CheckpointError)
+    return (ValueError, FileNotFoundError, NotADirectoryError, TypeError, CheckpointError,
+            DownloadError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,10 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"robustdial {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="DEBUG logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, also print the Python traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS.values():
         p = module.add_parser(sub)
         p.set_defaults(_run=module.run)
+        # also accepted after the subcommand; SUPPRESS keeps the top-level value otherwise
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="on an error, also print the Python traceback")
     return parser
 
 
@@ -85,9 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(run(args) or 0)
     except _user_errors() as exc:
-        message = str(exc)
-        if args.verbose:
-            _log.exception("robustdial %s failed", args.command)
+        message = str(exc).strip() or type(exc).__name__
+        if getattr(args, "debug", False):
+            traceback.print_exc(file=sys.stderr)
+        elif args.verbose:
+            _log.debug("robustdial %s failed", args.command, exc_info=True)
         print(f"robustdial {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

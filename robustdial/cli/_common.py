@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["UsageError", "apply_overrides", "load_recipe", "parse_dials", "parse_fraction",
-           "parse_set", "resolve_checkpoint", "RECIPE_SECTIONS"]
+__all__ = ["UsageError", "apply_overrides", "check_positive", "check_writable", "input_shape",
+           "load_recipe", "parse_device", "parse_dials", "parse_eps", "parse_fraction", "parse_set",
+           "resolve_checkpoint", "RECIPE_SECTIONS"]
 
 RECIPE_SECTIONS = ("model", "data", "method", "train", "eval", "transforms")
 
@@ -41,6 +43,115 @@ def parse_fraction(text: str | float | int) -> float:
     if not math.isfinite(value):
         raise UsageError(f"{text!r} is not a finite number")
     return value
+
+
+def parse_eps(text: str | float | int, flag: str = "--eps") -> float:
+    """An L∞ radius on the [0, 1] scale: ``"8/255"`` -> 0.0313…; ``"8"`` is refused ("8/255, not 8").
+
+    Raises:
+        UsageError: not a number, negative, or above 1.
+    """
+    value = parse_fraction(text)
+    if value < 0:
+        raise UsageError(f"{flag} {text}: ε must be ≥ 0 (on the [0, 1] pixel scale)")
+    if value > 1:
+        raise UsageError(f"{flag} {text}: ε is on the [0, 1] pixel scale, so write {value:g}/255, "
+                         f"not {value:g}")
+    return value
+
+
+def check_positive(value: int | None, flag: str) -> int | None:
+    """``value`` if it is ≥ 1 (or None), else :class:`UsageError` naming ``flag``."""
+    if value is not None and value < 1:
+        raise UsageError(f"{flag} must be ≥ 1, got {value}")
+    return value
+
+
+def parse_device(text: str | None):
+    """``--device`` as a ``torch.device`` that exists here (None stays None: the command's default).
+
+    Raises:
+        UsageError: not a device name, or a device this machine does not have
+            (e.g. ``cuda`` on a CPU-only build), instead of torch's RuntimeError /
+            AssertionError deep inside the work.
+    """
+    if text is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(str(text).strip())
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(f"--device {text!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")
+            raise UsageError(f"--device {text}: CUDA is not available ({why}); use --device cpu")
+        n = torch.cuda.device_count()
+        if device.index is not None and device.index >= n:
+            raise UsageError(f"--device {text}: this machine has {n} CUDA device(s), "
+                             f"cuda:0 … cuda:{n - 1}")
+        return device
+    backend = getattr(torch, device.type, None) or getattr(torch.backends, device.type, None)
+    available = getattr(backend, "is_available", None)
+    if not callable(available) or not available():
+        raise UsageError(f"--device {text}: {device.type} is not available on this machine; "
+                         "use --device cpu")
+    return device
+
+
+def check_writable(path: str | Path | None, flag: str) -> Path | None:
+    """Fail before the work starts if ``flag PATH`` cannot be written (missing folder, no permission).
+
+    Nothing is created. Returns ``Path(path)`` (None stays None).
+    """
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {p}: is a directory; give a file name, e.g. {p / 'out.json'}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {p}: the folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"{flag} {p}: not writable (permission denied)")
+    return p
+
+
+def input_shape(arg: str | None, run_info: Mapping[str, Any] | None = None, model: Any = None,
+                flag: str = "--input-shape") -> tuple[int, int, int]:
+    """One image's (C, H, W): ``--input-shape``, else the run's dataset, else the model's own, else 3,32,32."""
+    if arg:
+        try:
+            shape = tuple(int(v) for v in str(arg).split(","))
+        except ValueError:
+            shape = ()
+        if len(shape) != 3 or min(shape) < 1:
+            raise UsageError(f"{flag} must look like C,H,W, e.g. 3,32,32; got {arg!r}")
+        return shape  # type: ignore[return-value]
+    ds = (run_info or {}).get("dataset") or (run_info or {}).get("data")
+    shape = ds.get("shape") if isinstance(ds, Mapping) else None
+    if isinstance(shape, (list, tuple)) and len(shape) == 3:
+        return tuple(int(v) for v in shape)  # type: ignore[return-value]
+    name = ds.get("name") if isinstance(ds, Mapping) else ds if isinstance(ds, str) else None
+    if name:
+        from robustdial.data import dataset_info
+
+        try:
+            info = dataset_info(str(name))
+        except ValueError:
+            info = None
+        if info is not None and info.channels:
+            return (int(info.channels), int(info.size), int(info.size))
+    size = getattr(model, "input_size", None)
+    if isinstance(size, tuple) and len(size) == 3:
+        return tuple(int(v) for v in size)  # type: ignore[return-value]
+    options = ((getattr(model, "rd_spec", None) or {}).get("options") or {})
+    channels = options.get("in_channels", 3)
+    return (int(channels), 32, 32)
 
 
 def _yaml_value(text: str) -> Any:

@@ -1,8 +1,12 @@
 """``robustdial cost``: parameters, storage, MACs/FLOPs, ASIC delay and latency at a dial.
 
+CHECKPOINT is a checkpoint directory or a run directory (its ``best/``, else
+``last/``, as ``eval`` and ``export``); the input shape comes from ``--input-shape``,
+else the run's dataset, else the model's own, else 3,32,32.
+
 Examples::
 
-    robustdial cost runs/float_mnist --dial lam=1.0 --input-shape 1,28,28
+    robustdial cost runs/float_mnist --dial lam=1.0
     robustdial cost --model resnet34 --option conditioning=float
     robustdial cost --model resnet34 --option conditioning=oat --option embed_dim=1 \\
         --option dual_bn=false --compare-model resnet34 --compare-option conditioning=float
@@ -15,13 +19,15 @@ import sys
 
 import yaml
 
+from ._common import UsageError, check_positive, check_writable, input_shape, resolve_checkpoint
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("cost", help="cost of a model at a dial (params, storage, MACs, delay)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", nargs="?", help="checkpoint directory (or use --model)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory (or use --model)")
     p.add_argument("--model", help="registry name, to cost an untrained architecture")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="create_model option for --model (YAML-typed value)")
@@ -29,7 +35,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--compare-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--dial", action="append", default=[], metavar="NAME=VALUE",
                    help="dial to cost at, e.g. width=0.5 or lam=1.0")
-    p.add_argument("--input-shape", default=None, help="C,H,W of one image (default from the run or 3,32,32)")
+    p.add_argument("--input-shape", default=None,
+                   help="C,H,W of one image (default: the run's dataset, else the model's, else 3,32,32)")
     p.add_argument("--bits", type=int, default=8, help="bits per stored weight (FLOAT's convention: 8)")
     p.add_argument("--quantized", metavar="SCHEME",
                    help="also report storage with the Binary-Relax layer rule at this scheme "
@@ -45,9 +52,12 @@ def _kv(items: list[str], what: str) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"{what} {item!r} must look like KEY=VALUE")
+            raise UsageError(f"{what} {item!r} must look like KEY=VALUE")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"{what} {item!r}: {value!r} is not a valid value") from None
     return out
 
 
@@ -57,27 +67,22 @@ def _build(name: str | None, options: list[str], checkpoint: str | None):
     if checkpoint:
         from robustdial.engine import load
 
-        model = load(checkpoint)
+        model = load(resolve_checkpoint(checkpoint))
         run_info = getattr(model, "rd_run", {}) or {}
         return model, run_info
     if not name:
-        raise SystemExit("give a checkpoint directory or --model NAME")
+        raise UsageError("give a checkpoint directory or --model NAME")
     return rd.create_model(name, **_kv(options, "--option")), {}
-
-
-def _input_shape(arg: str | None, run_info: dict) -> tuple[int, ...]:
-    if arg:
-        return tuple(int(v) for v in arg.split(","))
-    shape = (run_info.get("data") or {}).get("shape") if isinstance(run_info, dict) else None
-    return tuple(shape) if shape else (3, 32, 32)
 
 
 def run(args: argparse.Namespace) -> int:
     from robustdial.cost import cost_report
 
+    check_writable(args.json_out, "--json")
+    check_positive(args.bits, "--bits")
     model, run_info = _build(args.model, args.option, args.checkpoint)
     dials = _kv(args.dial, "--dial")
-    shape = _input_shape(args.input_shape, run_info)
+    shape = input_shape(args.input_shape, run_info, model)
     report = {"model": getattr(model, "rd_spec", {}), "input_shape": list(shape),
               "cost": cost_report(model, shape, dials=dials, bits=args.bits,
                                   latency=args.latency, batch_size=args.batch_size)}

@@ -6,10 +6,13 @@ Examples::
     robustdial eval runs/oat --attack pgd-20 --dial lam=0,0.2,0.7,1.0 --dial width=0.5,1.0
 
 ``--dial`` lists are combined as a cartesian grid. ε (``--eps``, default: the
-training attack's ε from ``run.json``, else 8/255) is on the [0, 1] scale.
-Multi-exit models (with ``forward_exits``) and no ``--dial`` get the RDI-Nets
-Tables 2–4 layout from ``robustdial.evaluation.multi_exit.report``: TA, ATA per
-attack form, worst case, average MFlops and saving.
+training attack's ε from ``run.json``, else 8/255) is the L∞ radius on the
+[0, 1] scale (8/255, not 8; an L2 attack takes its radius as an option,
+``pgdl2-20:eps=2``). Multi-exit models (two or more exits) and no ``--dial``
+get the RDI-Nets Tables 2–4 layout from
+``robustdial.evaluation.multi_exit.report``: TA, ATA per attack form, worst
+case, average MFlops and saving; without ``--attack`` that report runs PGD-20
+with the paper's step where it applies (else 2.5·ε/20).
 """
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ._common import UsageError, parse_dials, parse_fraction, resolve_checkpoint
+from ._common import (UsageError, check_positive, check_writable, parse_device, parse_dials, parse_eps,
+                      parse_fraction, resolve_checkpoint)
 
-__all__ = ["add_parser", "run", "check_dials"]
+__all__ = ["add_parser", "run", "check_dials", "is_multi_exit"]
 
 _log = logging.getLogger(__name__)
 
@@ -43,6 +47,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="multi-exit: entropy thresholds t1,t2,… (default: the model's)")
     p.add_argument("--data-dir", default=None,
                    help="dataset root (default $ROBUSTDIAL_DATA, else ~/.cache/robustdial/data)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch the official dataset files (md5-checked) into the data root if missing")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip checking the dataset files against the published md5s")
     p.add_argument("--max-samples", type=int, default=None, help="evaluate the first N samples")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if available)")
@@ -89,12 +97,19 @@ def _dataset_name(run_info: dict[str, Any], override: str | None, ckpt: Path) ->
     raise UsageError(f"{ckpt / 'run.json'} does not name the dataset; pass --dataset NAME")
 
 
-def _multi_exit_report(model: Any, data: Any, args: argparse.Namespace, eps: float) -> None:
+def is_multi_exit(model: Any) -> bool:
+    """A model with early exits (``num_exits`` ≥ 2); a single-head SmallCNN also has ``forward_exits``."""
+    n = getattr(model, "num_exits", None)
+    return hasattr(model, "forward_exits") and isinstance(n, int) and n >= 2
+
+
+def _multi_exit_report(model: Any, data: Any, args: argparse.Namespace, eps: float,
+                       device: Any) -> None:
     from robustdial.evaluation.multi_exit import report as multi_exit_report
 
     kwargs: dict[str, Any] = {"eps": eps, "attacks": list(args.attack) or None, "seed": args.seed,
                               "batch_size": args.batch_size, "max_samples": args.max_samples,
-                              "device": args.device}
+                              "device": device}
     if args.thresholds:
         kwargs["thresholds"] = tuple(parse_fraction(t) for t in args.thresholds.split(","))
     report = multi_exit_report(model, data, **kwargs)
@@ -102,7 +117,7 @@ def _multi_exit_report(model: Any, data: Any, args: argparse.Namespace, eps: flo
     if args.json_out:
         from robustdial.evaluation import provenance
 
-        body = {**report.to_dict(), "eps": eps, "provenance": provenance(args.device)}
+        body = {**report.to_dict(), "eps": eps, "provenance": provenance(device)}
         Path(args.json_out).write_text(json.dumps(body, indent=2, default=str) + "\n")
     if args.csv_out and hasattr(report, "to_csv"):
         report.to_csv(args.csv_out)
@@ -115,22 +130,28 @@ def run(args: argparse.Namespace) -> int:
     from robustdial.engine import load
     from robustdial.evaluation import evaluate
 
+    # every input is checked before the model, the data or an attack is touched
+    device = parse_device(args.device)
+    eps = parse_eps(args.eps) if args.eps is not None else None
+    check_positive(args.max_samples, "--max-samples")
+    check_writable(args.json_out, "--json")
+    check_writable(args.csv_out, "--csv")
     ckpt = resolve_checkpoint(args.checkpoint)
     dials = parse_dials(args.dial)
-    model = load(ckpt, device=args.device)
+    model = load(ckpt, device=device)
     run_info = getattr(model, "rd_run", {}) or {}
     check_dials(model, dials, where=f"checkpoint {ckpt}")
     eps_default = _default_eps(run_info)
-    eps = parse_fraction(args.eps) if args.eps is not None else (eps_default or 8 / 255)
-    if args.eps is None:
+    if eps is None:
+        eps = eps_default or 8 / 255
         _log.info("ε = %.5g (%s); set it with --eps", eps,
                   "the training attack's" if eps_default else "default 8/255")
-    data = load_dataset(_dataset_name(run_info, args.dataset, ckpt), root=args.data_dir,
-                        split=args.split)
-    if hasattr(model, "forward_exits") and not dials:
-        _multi_exit_report(model, data, args, eps)
-        return 0
     attacks = {spec: parse_attack(spec, eps=eps) for spec in args.attack}
+    data = load_dataset(_dataset_name(run_info, args.dataset, ckpt), root=args.data_dir,
+                        split=args.split, download=args.download, verify=args.verify)
+    if is_multi_exit(model) and not dials:
+        _multi_exit_report(model, data, args, eps, device)
+        return 0
     conditions = sweep(dials) if dials else None
     result = evaluate(model, data, attacks, conditions, batch_size=args.batch_size,
                       max_samples=args.max_samples, seed=args.seed)

@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._common import UsageError, check_writable
+
 __all__ = ["add_parser", "run"]
 
 
@@ -44,34 +46,51 @@ def _frontier_point_label(res, path: Path, row) -> str:
     return f"λ={float(lam):g}" if lam is not None else path.stem
 
 
-def run(args: argparse.Namespace) -> int:
-    from robustdial.evaluation import EvalResult, plot_tradeoff
+def _read_result(path: Path):
+    """An ``EvalResult`` JSON file, or :class:`UsageError` saying what the file is instead."""
+    import json
 
+    from robustdial.evaluation import EvalResult
+
+    hint = "plot reads the --json files written by `robustdial eval`"
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        obj = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a JSON file (binary content); {hint}") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: not a JSON file ({e.msg} at line {e.lineno}); {hint}") from None
+    if not isinstance(obj, dict) or "rows" not in obj:
+        raise UsageError(f"{path}: JSON, but not an evaluation result (no 'rows'); {hint} "
+                         "(the multi-exit report's JSON has no trade-off rows)")
+    try:
+        return EvalResult.from_dict(obj)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"{path}: malformed evaluation rows ({type(e).__name__}: {e}); {hint}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from robustdial.evaluation import plot_tradeoff
+
+    check_writable(args.out, "--out")
     if args.label and len(args.label) != len(args.results):
-        raise SystemExit(f"--label given {len(args.label)} times for {len(args.results)} result files")
+        raise UsageError(f"--label given {len(args.label)} times for {len(args.results)} result files")
     results = {}
-    for i, path in enumerate(args.results):
-        path = Path(path)
-        if not path.is_file():
-            raise SystemExit(f"{path}: no such file")
+    for i, path in enumerate(map(Path, args.results)):
         label = args.label[i] if args.label else path.stem
-        results[label] = EvalResult.from_json(path)
+        results[label] = _read_result(path)
     frontier = None
     if args.frontier:
         frontier = []
         for path in map(Path, args.frontier):
-            if not path.is_file():
-                raise SystemExit(f"{path}: no such file")
-            res = EvalResult.from_json(path)
+            res = _read_result(path)
             rows = res.select(attack=args.attack)
             if not rows:
                 have = sorted({r.attack for r in res.rows})
-                raise SystemExit(f"{path}: no rows for attack {args.attack!r}; attacks present: {have}")
+                raise UsageError(f"{path}: no rows for attack {args.attack!r}; attacks present: {have}")
             frontier += [(r.clean_acc, r.robust_acc, _frontier_point_label(res, path, r)) for r in rows]
-    try:
-        out = plot_tradeoff(results, args.attack, args.out, frontier=frontier,
-                            frontier_label=args.frontier_label, title=args.title)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+    out = plot_tradeoff(results, args.attack, args.out, frontier=frontier,
+                        frontier_label=args.frontier_label, title=args.title)
     sys.stdout.write(f"wrote {out}\n")
     return 0

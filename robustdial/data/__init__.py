@@ -7,7 +7,8 @@ Public API: :func:`load_dataset`, :class:`ImageData`, :func:`dataset_info`,
 from robustdial.data.augment import AUGMENTATIONS, CropFlip, get_augmentation
 from robustdial.data.datasets import DatasetInfo, dataset_info, list_datasets, load_dataset, resolve_root
 from robustdial.data.download import download_dataset
-from robustdial.data.image_data import ChecksumError, DatasetNotFoundError, DownloadError, ImageData
+from robustdial.data.image_data import (ChecksumError, DatasetFileError, DatasetNotFoundError, DownloadError,
+                                         ImageData)
 from robustdial.data.loader import BatchLoader, batches, shard_indices
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "BatchLoader",
     "ChecksumError",
     "CropFlip",
+    "DatasetFileError",
     "DatasetInfo",
     "DatasetNotFoundError",
     "DownloadError",

@@ -20,19 +20,25 @@ from types import MappingProxyType
 
 from robustdial.data.image_data import ChecksumError, DownloadError
 
-__all__ = ["Resource", "RESOURCES", "md5sum", "fetch", "extract", "download_dataset"]
+__all__ = ["Resource", "RESOURCES", "md5sum", "fetch", "extract", "download_dataset", "official_md5s"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Resource:
-    """One official file: its name, published md5, mirror URLs and whether to unpack it."""
+    """One official file: its name, published md5, mirror URLs and whether to unpack it.
+
+    ``members`` lists ``(path, md5)`` of the unpacked files of an archive, paths
+    relative to the dataset directory (the values torchvision checks), so that
+    files on disk can be verified without the archive.
+    """
 
     filename: str
     md5: str
     urls: tuple[str, ...]
     extract: bool = False
+    members: tuple[tuple[str, str], ...] = ()
 
 
 def _mirrored(filename: str, md5: str, bases: tuple[str, ...]) -> Resource:
@@ -58,15 +64,29 @@ RESOURCES: MappingProxyType[str, tuple[Resource, ...]] = MappingProxyType({
         _mirrored("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", _FMNIST),
     ),
     "cifar10": (Resource("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
-                         ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",), extract=True),),
+                         ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",), extract=True,
+                         members=(("cifar-10-batches-py/data_batch_1", "c99cafc152244af753f735de768cd75f"),
+                                  ("cifar-10-batches-py/data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+                                  ("cifar-10-batches-py/data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+                                  ("cifar-10-batches-py/data_batch_4", "634d18415352ddfa80567beed471001a"),
+                                  ("cifar-10-batches-py/data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
+                                  ("cifar-10-batches-py/test_batch", "40351d587109b95175f43aff81a1287e"),
+                                  ("cifar-10-batches-py/batches.meta", "5ff9c542aee3614f3951f8cda6e48888"))),),
     "cifar100": (Resource("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85",
-                          ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",), extract=True),),
+                          ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",), extract=True,
+                          members=(("cifar-100-python/train", "16019d7e3df5f24257cddd939b257f8d"),
+                                   ("cifar-100-python/test", "f0ef6b0ae62326f3e7ffdfab6717acfc"),
+                                   ("cifar-100-python/meta", "7973b15100ade9c7d40fb424638fde48"))),),
     "svhn": (
         _mirrored("train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373", _SVHN),
         _mirrored("test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3", _SVHN),
     ),
     "stl10": (Resource("stl10_binary.tar.gz", "91f7769df0f17e558f3565bffb0c7dfb",
-                       ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",), extract=True),),
+                       ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",), extract=True,
+                       members=(("stl10_binary/train_X.bin", "918c2871b30a85fa023e0c44e0bee87f"),
+                                ("stl10_binary/train_y.bin", "5a34089d4802c674881badbb80307741"),
+                                ("stl10_binary/test_X.bin", "7f263ba9f9e0b06b93213547f721ac82"),
+                                ("stl10_binary/test_y.bin", "36f9794fa4beb8a2c72628de14fa638e"))),),
     "tiny-imagenet": (Resource("tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de",
                                ("http://cs231n.stanford.edu/tiny-imagenet-200.zip",), extract=True),),
 })
@@ -79,6 +99,26 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def official_md5s(name: str) -> dict[str, str]:
+    """Published md5 of each official file of ``name`` on disk, keyed by path relative to ``<root>/<name>``.
+
+    Plain files are listed with their own md5, archives with their unpacked
+    members' (``Resource.members``). Datasets without published checksums give ``{}``.
+    """
+    out: dict[str, str] = {}
+    for res in RESOURCES.get(name, ()):
+        if res.extract:
+            out.update(res.members)
+        else:
+            out[res.filename] = res.md5
+    return out
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)  # URLError wraps the socket error
+    return str(reason if reason is not None else exc).strip() or type(exc).__name__
 
 
 def fetch(urls: tuple[str, ...] | list[str], dest: Path, md5: str, *, timeout: float = 60.0) -> Path:
@@ -95,38 +135,40 @@ def fetch(urls: tuple[str, ...] | list[str], dest: Path, md5: str, *, timeout: f
 
     Raises:
         ChecksumError: a mirror served a file whose md5 differs (nothing is kept).
-        DownloadError: no mirror could be reached (e.g. no internet).
+        DownloadError: no mirror could be reached (e.g. no internet); the
+            message is one line naming every mirror tried.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     errors: list[str] = []
     bad_checksum = False
     for url in urls:
-        log.info("downloading %s -> %s", url, dest)
         h = hashlib.md5(usedforsecurity=False)
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, part.open("wb") as out:
+                log.info("downloading %s -> %s", url, dest)
                 while block := resp.read(1 << 20):
                     h.update(block)
                     out.write(block)
         except (urllib.error.URLError, OSError, ValueError) as e:
             part.unlink(missing_ok=True)
-            errors.append(f"{url}: {e}")
+            log.debug("mirror failed: %s: %s", url, e)
+            errors.append(f"{url} ({_reason(e)})")
             continue
         if h.hexdigest() != md5:
             part.unlink(missing_ok=True)
             bad_checksum = True
-            errors.append(f"{url}: md5 {h.hexdigest()} != published {md5}")
+            errors.append(f"{url} (md5 {h.hexdigest()} != published {md5})")
             continue
         part.replace(dest)
         return dest
-    detail = "\n  ".join(errors)
+    tried = "; ".join(errors)
     if bad_checksum:
         raise ChecksumError(f"refusing {dest.name}: checksum mismatch (file corrupt or altered); "
-                            f"nothing was kept.\n  {detail}")
-    raise DownloadError(f"could not download {dest.name} (are you offline?). Tried:\n  {detail}\n"
-                        f"Download it by hand into {dest.parent} or point --data-dir / "
-                        "$ROBUSTDIAL_DATA at a copy.")
+                            f"nothing was kept. Tried: {tried}")
+    raise DownloadError(f"could not download {dest.name} (are you offline?); tried {tried}. "
+                        f"Copy the file into {dest.parent} by hand, or point --data-dir / "
+                        "$ROBUSTDIAL_DATA at a copy")
 
 
 def _inside(base: Path, target: Path) -> bool:
@@ -158,22 +200,35 @@ def extract(archive: Path, dest: Path) -> None:
 def download_dataset(name: str, directory: Path, *, timeout: float = 60.0) -> Path:
     """Fetch (and unpack) the official files of ``name`` into ``directory`` (= ``<root>/<name>``).
 
-    Files already present with the right md5 are not downloaded again.
+    Files already present with the right md5 are not downloaded again. When a
+    download fails, the folders this call created are removed again (a failed
+    offline ``--download`` leaves no empty ``<root>/<name>/`` behind).
 
     Returns:
         ``directory``.
     """
     if name not in RESOURCES:
         raise ValueError(f"no download for dataset {name!r}; downloadable: {', '.join(RESOURCES)}.")
+    directory = Path(directory)
+    # the folders this call creates: removed again (if still empty) when it fails
+    created = [d for d in (directory, *directory.parents) if not d.exists()]
     directory.mkdir(parents=True, exist_ok=True)
-    for res in RESOURCES[name]:
-        path = directory / res.filename
-        if path.exists() and md5sum(path) == res.md5:
-            log.info("%s already present and verified", path)
-        else:
-            fetch(res.urls, path, res.md5, timeout=timeout)
-        if res.extract:
-            log.info("extracting %s", path)
-            extract(path, directory)
+    try:
+        for res in RESOURCES[name]:
+            path = directory / res.filename
+            if path.exists() and md5sum(path) == res.md5:
+                log.info("%s already present and verified", path)
+            else:
+                fetch(res.urls, path, res.md5, timeout=timeout)
+            if res.extract:
+                log.info("extracting %s", path)
+                extract(path, directory)
+    except BaseException:
+        for d in created:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:  # not empty (a file was fetched) or not ours to remove
+                break
+        raise
     return directory
 

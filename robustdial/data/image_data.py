@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-__all__ = ["ImageData", "DatasetNotFoundError", "ChecksumError", "DownloadError"]
+__all__ = ["ImageData", "DatasetNotFoundError", "ChecksumError", "DatasetFileError", "DownloadError"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -26,7 +26,21 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 class ChecksumError(ValueError):
-    """A downloaded file's md5 differs from the published checksum."""
+    """A dataset file's md5 differs from the published checksum (downloaded or on disk)."""
+
+
+class DatasetFileError(ValueError):
+    """A dataset file is present but unusable: truncated, corrupt, or labels outside [0, K).
+
+    The message names the file and says how to re-fetch it.
+
+    Attributes:
+        path: the offending file (or folder).
+    """
+
+    def __init__(self, message: str, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class DownloadError(OSError):

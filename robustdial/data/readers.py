@@ -8,12 +8,17 @@ of ``datasets.py``.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import pickle
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from robustdial.data.image_data import DatasetFileError
 
 __all__ = [
     "read_idx",
@@ -24,11 +29,36 @@ __all__ = [
     "read_tiny_imagenet",
     "read_image_folder",
     "RestrictedUnpickler",
+    "reading",
 ]
 
 Arrays = tuple[np.ndarray, np.ndarray, tuple[str, ...]]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+# Errors a truncated or corrupt file raises while it is parsed (gzip, zlib, pickle,
+# NumPy reshapes, scipy's loadmat, PIL). A missing or unreadable file is not "corrupt".
+_PARSE_ERRORS = (EOFError, OSError, zlib.error, pickle.UnpicklingError, ValueError, KeyError,
+                 IndexError, TypeError, AttributeError)
+
+
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Turn a parse failure while reading ``path`` into :class:`DatasetFileError` naming the file."""
+    try:
+        yield
+    except (FileNotFoundError, PermissionError, IsADirectoryError, DatasetFileError):
+        raise
+    except pickle.UnpicklingError as e:
+        if "refusing to load global" in str(e):
+            raise  # code in a dataset pickle is refused as such, not as corruption
+        raise DatasetFileError(f"{path}: cannot be read, the file is truncated or corrupt "
+                               f"(UnpicklingError: {e})", path) from None
+    except _PARSE_ERRORS as e:
+        detail = str(e).strip() or type(e).__name__
+        raise DatasetFileError(f"{path}: cannot be read, the file is truncated or corrupt "
+                               f"({type(e).__name__}: {detail})", path) from None
 
 
 # --------------------------------------------------------------------------- idx (MNIST, FMNIST)
@@ -41,18 +71,22 @@ def read_idx(path: Path) -> np.ndarray:
     """
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+        with reading(path):
+            raw = gzip.decompress(raw)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path} is not an idx file (bad magic number).")
+        raise DatasetFileError(f"{path} is not an idx file (bad magic number); the file is corrupt.",
+                               path)
     dtype_code, ndim = raw[2], raw[3]
     if dtype_code != 0x08:
-        raise ValueError(f"{path}: idx data type 0x{dtype_code:02x} unsupported (expected 0x08, uint8).")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+        raise DatasetFileError(f"{path}: idx data type 0x{dtype_code:02x} unsupported (expected 0x08, "
+                               "uint8); the file is corrupt.", path)
+    with reading(path):
+        dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
     expected = int(np.prod(dims))
     if len(raw) - offset != expected:
-        raise ValueError(f"{path}: header says {dims} ({expected} bytes) but the file holds "
-                         f"{len(raw) - offset} bytes; the file is truncated or corrupt.")
+        raise DatasetFileError(f"{path}: header says {dims} ({expected} bytes) but the file holds "
+                               f"{len(raw) - offset} bytes; the file is truncated or corrupt.", path)
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
@@ -61,7 +95,7 @@ def read_idx_pair(images_path: Path, labels_path: Path, classes: tuple[str, ...]
     images = read_idx(images_path)
     labels = read_idx(labels_path).astype(np.int64)
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images_path} / {labels_path}: shapes {images.shape} and {labels.shape} "
+        raise DatasetFileError(f"{images_path} / {labels_path}: shapes {images.shape} and {labels.shape} "
                          "do not form an image/label pair.")
     return images[:, None], labels, classes
 
@@ -100,10 +134,11 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def _unpickle(path: Path) -> dict[str, Any]:
-    with path.open("rb") as f:
+    with path.open("rb") as f, reading(path):
         obj = RestrictedUnpickler(f, encoding="latin1").load()
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}.")
+        raise DatasetFileError(f"{path}: expected a pickled dict, got {type(obj).__name__}; "
+                               "the file is corrupt.", path)
     return obj
 
 
@@ -119,10 +154,15 @@ def read_cifar(batch_paths: list[Path], meta_path: Path, *, label_key: str, name
     images, labels = [], []
     for p in batch_paths:
         d = _unpickle(p)
-        data = np.asarray(d["data"], dtype=np.uint8)
-        images.append(data.reshape(-1, 3, 32, 32))  # stored channel-planar R, G, B rows
-        labels.append(np.asarray(d[label_key], dtype=np.int64))
-    classes = tuple(str(c) for c in _unpickle(meta_path)[names_key])
+        with reading(p):
+            data = np.asarray(d["data"], dtype=np.uint8)
+            images.append(data.reshape(-1, 3, 32, 32))  # stored channel-planar R, G, B rows
+            labels.append(np.asarray(d[label_key], dtype=np.int64))
+            if len(labels[-1]) != len(images[-1]):
+                raise ValueError(f"{len(images[-1])} images but {len(labels[-1])} labels")
+    meta = _unpickle(meta_path)
+    with reading(meta_path):
+        classes = tuple(str(c) for c in meta[names_key])
     return np.concatenate(images), np.concatenate(labels), classes
 
 
@@ -131,9 +171,12 @@ def read_svhn(path: Path) -> Arrays:
     """Read ``train_32x32.mat`` / ``test_32x32.mat``; the digit 0 is stored as 10 -> label 0."""
     from scipy.io import loadmat
 
-    mat = loadmat(str(path))
-    images = np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1))).astype(np.uint8, copy=False)
-    labels = mat["y"].astype(np.int64).reshape(-1)
+    with reading(path):
+        mat = loadmat(str(path))
+        images = np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1))).astype(np.uint8, copy=False)
+        labels = mat["y"].astype(np.int64).reshape(-1)
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
     labels[labels == 10] = 0
     return images, labels, tuple(str(i) for i in range(10))
 
@@ -143,9 +186,13 @@ def read_stl10(x_path: Path, y_path: Path, names_path: Path) -> Arrays:
     """Read STL-10 binaries: images stored column-major (N, 3, 96, 96), labels 1..10 -> 0..9."""
     raw = np.fromfile(x_path, dtype=np.uint8)
     if raw.size % (3 * 96 * 96):
-        raise ValueError(f"{x_path}: {raw.size} bytes is not a whole number of 3x96x96 images.")
+        raise DatasetFileError(f"{x_path}: {raw.size} bytes is not a whole number of 3x96x96 images; "
+                               "the file is truncated or corrupt.", x_path)
     images = np.ascontiguousarray(raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2))
     labels = np.fromfile(y_path, dtype=np.uint8).astype(np.int64) - 1
+    if len(labels) != len(images):
+        raise DatasetFileError(f"{y_path}: {len(labels)} labels for {len(images)} images in {x_path}; "
+                               "one of the files is truncated or corrupt.", y_path)
     classes = tuple(line.strip() for line in names_path.read_text().splitlines() if line.strip())
     return images, labels, classes
 
@@ -166,14 +213,14 @@ def _read_images(paths: list[Path], mode: str | None = None) -> np.ndarray:
     if mode is None:
         mode = "L"
         for p in paths:
-            with Image.open(p) as im:
+            with reading(p), Image.open(p) as im:
                 if im.mode not in ("L", "1", "I;16"):
                     mode = "RGB"
                     break
     arrays = []
     size = None
     for p in paths:
-        with Image.open(p) as im:
+        with reading(p), Image.open(p) as im:
             a = np.asarray(im.convert(mode), dtype=np.uint8)
         if size is None:
             size = a.shape

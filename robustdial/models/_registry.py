@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -48,18 +49,23 @@ def create_model(name: str, num_classes: int = 10, **options: Any) -> nn.Module:
 
     Args:
         name: registry name (see :func:`list_models`).
-        num_classes: classifier outputs.
+        num_classes: classifier outputs, a positive int.
         **options: architecture options (``in_channels``, ``exits``,
             ``noise_injection`` …) and conditioning options:
             ``conditioning`` (``None`` | ``"oat"`` | ``"float"``), ``widths``
             (slimmable width factors), and the conditioning's own settings
             (``embed_dim``, ``dual_bn``, ``alpha_init`` …).
 
+    Raises:
+        ValueError: unknown name, or ``num_classes`` < 1.
+        TypeError: ``num_classes`` not an int, or an option the entrypoint lacks.
+
     Returns:
         The model, with ``model.rd_spec`` = ``{"name", "num_classes", "options"}``
         so checkpoints can rebuild it.
     """
     fn = model_entrypoint(name)
+    num_classes = _check_num_classes(num_classes)
     layer_opts = {k: options.pop(k) for k in _LAYER_OPTIONS if k in options}
     layers = build_layer_set(**layer_opts)
     params = inspect.signature(fn).parameters
@@ -72,6 +78,20 @@ def create_model(name: str, num_classes: int = 10, **options: Any) -> nn.Module:
     model.rd_spec = {"name": fn.__name__, "num_classes": num_classes,
                      "options": {**layer_opts, **options}}
     return model
+
+
+def _check_num_classes(value: Any) -> int:
+    """``num_classes`` as a positive int (NumPy ints accepted; bools, floats and strings refused)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"num_classes must be a positive int, got {value!r} "
+                        f"({type(value).__name__})") from None
+    if n < 1:
+        raise ValueError(f"num_classes must be a positive int, got {n}")
+    return n
 
 
 def _ensure_loaded() -> None:

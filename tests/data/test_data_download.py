@@ -135,3 +135,55 @@ def test_extract_refuses_escaping_members(tmp_path):
     with pytest.raises((tarfile.TarError, ValueError)):
         extract(evil, tmp_path / "dest")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+# --------------------------------------------------------------------------- issue #14: verify, re-fetch, offline
+def test_offline_download_leaves_no_empty_folders_and_one_line(fake_mnist, tmp_path, monkeypatch):
+    dead = tuple(Resource(r.filename, r.md5, (f"file://{tmp_path}/offline/{r.filename}",))
+                 for r in dl.RESOURCES["mnist"])
+    monkeypatch.setattr(dl, "RESOURCES", {**dl.RESOURCES, "mnist": dead})
+    root = tmp_path / "a" / "b"
+    with pytest.raises(DownloadError, match="are you offline") as err:
+        load_dataset("mnist", root=root, split="test", download=True)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "a").exists()  # every folder the call created is gone again
+
+
+def test_verify_refuses_an_altered_file_and_download_fetches_it_again(fake_mnist, tmp_path):
+    _, arrays = fake_mnist
+    root = tmp_path / "root"
+    load_dataset("mnist", root=root, split="test", download=True)
+    labels = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(labels.read_bytes()))
+    raw[-1] = (raw[-1] + 1) % 10  # still a valid file, but not the published one
+    labels.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(ChecksumError, match="t10k-labels-idx1-ubyte.gz: md5") as err:
+        load_dataset("mnist", root=root, split="test")
+    assert "--download" in str(err.value) and "verify=False" in str(err.value)
+    assert load_dataset("mnist", root=root, split="test", verify=False).labels[-1] != arrays["t10k"][1][-1]
+    te = load_dataset("mnist", root=root, split="test", download=True)  # md5 mismatch: fetched again
+    assert te.labels.tolist() == arrays["t10k"][1].tolist()
+    assert dl.md5sum(labels) == next(r.md5 for r in dl.RESOURCES["mnist"] if r.filename == labels.name)
+
+
+def test_truncated_pickle_names_the_file(tmp_path, monkeypatch):
+    tgz = tmp_path / "cifar-10-python.tar.gz"
+    _cifar_tarball(tgz)
+    res = Resource(tgz.name, _md5(tgz), (tgz.as_uri(),), extract=True)  # no member md5s: nothing to verify
+    monkeypatch.setattr(dl, "RESOURCES", {**dl.RESOURCES, "cifar10": (res,)})
+    load_dataset("cifar10", root=tmp_path / "root", split="test", download=True)
+    batch = tmp_path / "root" / "cifar10" / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(batch.read_bytes()[:100])
+    from robustdial.data import DatasetFileError
+
+    with pytest.raises(DatasetFileError, match="test_batch: cannot be read, the file is truncated") as err:
+        load_dataset("cifar10", root=tmp_path / "root", split="test")
+    assert "--download" in str(err.value)
+
+
+def test_official_md5s_of_staged_cifar10_members(shared_data_root):
+    """The published md5s of the unpacked CIFAR-10 files are the ones the staged copies have."""
+    md5s = dl.official_md5s("cifar10")
+    assert len(md5s) == 7
+    for rel, md5 in md5s.items():
+        assert dl.md5sum(shared_data_root / "cifar10" / rel) == md5, rel
