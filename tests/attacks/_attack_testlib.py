@@ -1,8 +1,29 @@
 """Small models and the digits data for the attack tests (imported by conftest and tests)."""
 from __future__ import annotations
 
+import importlib
+import os
+from types import ModuleType
+
+import pytest
 import torch
 from torch import nn
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require(module: str, how: str) -> ModuleType:
+    """Import an optional test dependency; skip with ``how`` to install it, or fail under CI=true."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        msg = f"{module} is not installed: {how}"
+        if IN_CI:
+            pytest.fail(f"CI=true and {msg}", pytrace=False)
+        pytest.skip(msg)
+
+
+AUTOATTACK_HOW = 'pip install "robustdial[eval]" (or pip install --no-deps "pyautoattack==0.2.0")'
 
 
 def tiny_conv(seed: int, channels: int = 1, classes: int = 10) -> nn.Module:

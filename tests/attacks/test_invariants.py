@@ -16,19 +16,25 @@ from robustdial.attacks import CW, FGSM, MIFGSM, PGD, WRM
 
 from _attack_testlib import MODELS
 
-# (factory(eps, generator) -> attack, norm of its ball or None for unbounded)
+# (factory(eps, generator) -> attack, norm of its ball or None for unbounded).
+# Every bounded attack moves α·steps ≥ 3× its radius (RS-FGSM: start ±ε plus a 1.25ε
+# step), so its projection acts on most pixels: without it the ball check fails.
 ATTACKS = {
-    "pgd_linf": (lambda e, g: PGD(eps=e, alpha=e / 3, steps=4, generator=g), "linf"),
-    "pgd_linf_nostart": (lambda e, g: PGD(eps=e, alpha=e / 2, steps=3, random_start=False), "linf"),
-    "pgd_l2": (lambda e, g: PGD(eps=4 * e, alpha=2 * e, steps=4, norm="l2", generator=g), "l2"),
+    "pgd_linf": (lambda e, g: PGD(eps=e, alpha=e / 2, steps=6, generator=g), "linf"),
+    "pgd_linf_nostart": (lambda e, g: PGD(eps=e, alpha=e, steps=3, random_start=False), "linf"),
+    "pgd_l2": (lambda e, g: PGD(eps=4 * e, alpha=4 * e, steps=3, norm="l2", generator=g), "l2"),
     "fgsm": (lambda e, g: FGSM(eps=e), "linf"),
     "rs_fgsm": (lambda e, g: FGSM(eps=e, random_start=True, generator=g), "linf"),
-    "mifgsm": (lambda e, g: MIFGSM(eps=e, alpha=e / 2, steps=3), "linf"),
+    "mifgsm": (lambda e, g: MIFGSM(eps=e, alpha=e, steps=3), "linf"),
     "wrm": (lambda e, g: WRM(gamma=1.0, steps=3), None),
     "cw": (lambda e, g: CW(steps=3, binary_search_steps=2, lr=0.05), None),
 }
 
-common = settings(max_examples=12, deadline=None,
+# max_examples per attack: the test is parametrized by attack, so each one gets its
+# own draws (12 examples spread over 8 attacks caught a missing RS-FGSM projection
+# in only 6 of 10 seeds).
+EXAMPLES_PER_ATTACK = 10
+common = settings(max_examples=EXAMPLES_PER_ATTACK, deadline=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -45,10 +51,10 @@ def _bn_stats(model: torch.nn.Module) -> list[torch.Tensor]:
     return [b.clone() for name, b in model.named_buffers()]
 
 
+@pytest.mark.parametrize("attack_name", sorted(ATTACKS))
 @common
-@given(attack_name=st.sampled_from(sorted(ATTACKS)), arch=st.sampled_from(sorted(MODELS)),
-       seed=st.integers(0, 10_000), eps=st.floats(1 / 255, 0.3), training=st.booleans(),
-       batch=st.integers(2, 6))
+@given(arch=st.sampled_from(sorted(MODELS)), seed=st.integers(0, 10_000),
+       eps=st.floats(1 / 255, 0.3), training=st.booleans(), batch=st.integers(2, 6))
 def test_attack_invariants(attack_name, arch, seed, eps, training, batch):
     factory, norm = ATTACKS[attack_name]
     model = MODELS[arch](seed)
@@ -86,10 +92,20 @@ def test_attack_invariants(attack_name, arch, seed, eps, training, batch):
             assert torch.equal(a, b)
 
 
-@common
-@given(attack_name=st.sampled_from(["pgd_linf", "pgd_l2", "rs_fgsm"]), seed=st.integers(0, 10_000))
+# short attacks (α·steps < ε) for the determinism test: a binding projection would pull
+# different random starts onto the same corner of the ball
+RANDOM_START = {
+    "pgd_linf": lambda e, g: PGD(eps=e, alpha=e / 4, steps=2, generator=g),
+    "pgd_l2": lambda e, g: PGD(eps=4 * e, alpha=e, steps=2, norm="l2", generator=g),
+    "rs_fgsm": lambda e, g: FGSM(eps=e, random_start=True, alpha=e / 2, generator=g),
+}
+
+
+@pytest.mark.parametrize("attack_name", sorted(RANDOM_START))
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 10_000))
 def test_random_start_is_deterministic_with_a_generator(attack_name, seed):
-    factory, _ = ATTACKS[attack_name]
+    factory = RANDOM_START[attack_name]
     model = MODELS["conv"](seed).eval()
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
     y = torch.arange(4)

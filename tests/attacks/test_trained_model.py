@@ -7,6 +7,8 @@ import torch.nn.functional as F
 
 from robustdial.attacks import CW, FGSM, PGD, WRM, AutoAttack, parse_attack
 
+from _attack_testlib import AUTOATTACK_HOW, require
+
 
 def _acc(model, x, y) -> float:
     with torch.no_grad():
@@ -85,7 +87,7 @@ def test_wrm_increases_the_loss(digits_model):
 
 
 def test_autoattack_is_stronger_than_fgsm(digits_model):
-    pytest.importorskip("pyautoattack", reason='needs pip install "robustdial[eval]"')
+    require("pyautoattack", AUTOATTACK_HOW)
     model, x, y = digits_model
     x, y = x[:64], y[:64]
     state = torch.get_rng_state()
@@ -99,7 +101,7 @@ def test_autoattack_is_stronger_than_fgsm(digits_model):
 @pytest.mark.slow
 def test_autoattack_fab_keeps_parameter_grads(digits_model):
     """FAB calls ``.backward()``; the adapter must leave parameter grads as they were."""
-    pytest.importorskip("pyautoattack", reason='needs pip install "robustdial[eval]"')
+    require("pyautoattack", AUTOATTACK_HOW)
     model, x, y = digits_model
     params = list(model.parameters())
     params[0].grad = torch.ones_like(params[0])
@@ -129,7 +131,7 @@ def test_parse_attack(spec, cls, fields):
 
 
 def test_parse_autoattack_versions():
-    pytest.importorskip("pyautoattack")
+    require("pyautoattack", AUTOATTACK_HOW)
     assert parse_attack("autoattack", eps=8 / 255).version == "standard"
     assert parse_attack("autoattack-rand", eps=8 / 255).version == "rand"
 
@@ -152,7 +154,7 @@ def test_autoattack_missing_package_names_the_extra(monkeypatch):
 
 
 def test_autoattack_prints_nothing(digits_model, capfd):
-    pytest.importorskip("pyautoattack")
+    require("pyautoattack", AUTOATTACK_HOW)
     model, x, y = digits_model
     AutoAttack(eps=0.3, version="standard")(model, x[:16], y[:16])  # all broken by APGD-CE
     out, err = capfd.readouterr()
