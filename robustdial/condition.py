@@ -189,10 +189,6 @@ class Condition:
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Condition))
-# Noise modes that only make a noiseless model what it already is (deterministic,
-# no noise): accepted as no-ops so callers that pin the mode for any model
-# (``export.to_plain(noise="fixed")``) keep working; "sample" / "hold" are refused.
-_NOISELESS_OK = ("off", "fixed")
 
 
 def _has_noise(module: nn.Module) -> bool:
@@ -286,8 +282,6 @@ def _validate(model: nn.Module, cond: Condition) -> None:
     for name, value in cond.as_dict().items():
         spec = specs.get(name)
         if spec is None:
-            if name == "noise" and value in _NOISELESS_OK:
-                continue  # a noiseless model is already deterministic and noise-free
             have = ", ".join(f"{k} ∈ {s.describe()}" for k, s in specs.items()) or "none"
             why = " (it has no noisy layers)" if name == "noise" else ""
             raise ValueError(

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..condition import get_condition, set_condition
+from ..condition import dial_specs, get_condition, set_condition
 from ..utils import model_device
 
 __all__ = ["film_affine", "to_plain"]
@@ -170,7 +170,9 @@ def to_plain(model: nn.Module, dials: Mapping[str, Any] | None = None, *,
     if isinstance(dials.get("lam"), torch.Tensor) and dials["lam"].dim() > 0:
         raise ValueError("export needs one scalar λ (lam=0.7), not a per-sample tensor")
     net = copy.deepcopy(model).eval()
-    cond = set_condition(net, **dials, noise=noise)
+    if "noise" in dial_specs(net):  # a noiseless model has no noise dial: nothing to pin
+        dials["noise"] = noise
+    cond = set_condition(net, **dials)
     rec = _record(net, input_shape)
     plain = _Converter(rec, get_condition(net).lam_value, cond.use_adv_bn, noise)(net)
     if hasattr(plain, "_rd_condition"):

@@ -161,8 +161,9 @@ def test_valid_edges_stay_valid():
     floaty = rd.create_model("preact_resnet20", in_channels=1, conditioning="float")
     assert "noise" in dial_specs(floaty) and "noise" not in dial_specs(_oat())
     rd.set_condition(floaty, noise="sample", lam=torch.tensor([0.0, 1.0]))
-    for mode in ("off", "fixed"):  # deterministic modes are no-ops on a noiseless model (export pins them)
-        rd.set_condition(_plain(), noise=mode)
+    for mode in ("off", "fixed", "sample"):  # a noiseless model has no noise dial at all
+        with pytest.raises(ValueError, match="no 'noise' dial"):
+            rd.set_condition(_plain(), noise=mode)
     rd.set_condition(_oat(), lam=np.float32(0.5))
     assert rd.create_model("small_cnn", num_classes=np.int64(3)).rd_spec["num_classes"] == 3
     x = _x()

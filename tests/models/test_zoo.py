@@ -25,6 +25,7 @@ PARAMS = {
     "wrn34_10": 46_160_474,
     "mobilenet_v2": 2_296_922,
     "small_cnn": 312_202,
+    "mini_cnn": 283_386,  # not from a paper: the demo's backbone (1 channel, 10 classes)
 }
 # Conditional variants (REFERENCE.md, OAT section).
 OAT_PARAMS = {
@@ -42,7 +43,11 @@ def n_params(model: nn.Module) -> int:
 
 
 def image(name: str, batch: int = 2) -> torch.Tensor:
-    return torch.rand(batch, 1, 28, 28) if name == "small_cnn" else torch.rand(batch, 3, 32, 32)
+    if name == "small_cnn":
+        return torch.rand(batch, 1, 28, 28)
+    if name == "mini_cnn":
+        return torch.rand(batch, 1, 14, 14)
+    return torch.rand(batch, 3, 32, 32)
 
 
 def test_registry_has_every_architecture():
