@@ -8,6 +8,8 @@ else ``~/.cache/robustdial/data``:
 name               files under ``<root>/<name>/``
 =================  ===================================================================
 ``digits``         none: scikit-learn's bundled 8x8 digits (always available)
+``fashion-mnist-mini``  none: 7,000 Fashion-MNIST images at 14x14 shipped in the package
+                   (``robustdial/data/embedded/``; the demo's data, MIT licence)
 ``mnist``          ``{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``
 ``fashion-mnist``  same names as MNIST
 ``cifar10``        ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``
@@ -22,7 +24,8 @@ Splits: ``"test"`` is the official test split. ``"val"`` is carved from the
 official training split with a fixed seed and ``"train"`` is the rest (disjoint,
 deterministic, both in the original file order). Default validation sizes:
 5,000 for MNIST, Fashion-MNIST, CIFAR-10/100 and SVHN; 10 % of the training
-split for digits, STL-10, Tiny ImageNet and image folders. ``val_size=0`` gives
+split for digits, STL-10, Tiny ImageNet and image folders; 500 for
+fashion-mnist-mini. ``val_size=0`` gives
 the full training split.
 """
 
@@ -134,6 +137,26 @@ def _read_digits(_: Path, split: str) -> Arrays:
     return images[keep], labels[keep], tuple(str(i) for i in range(10))
 
 
+EMBEDDED_DIR = Path(__file__).with_name("embedded")
+_FMNIST_MINI_SHA256 = "da787ff9a120e7f8db83227ee76f3b4216464164ca4479262761e3c9fa9f49ab"
+
+
+def _read_fmnist_mini(_: Path, split: str) -> Arrays:
+    """The embedded 14×14 Fashion-MNIST subset (see ``embedded/README.md``), sha256-checked."""
+    import hashlib
+    import io
+
+    path = EMBEDDED_DIR / "fashion_mnist_mini.npz"
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != _FMNIST_MINI_SHA256:
+        raise DatasetFileError(f"{path} is corrupt (sha256 differs from the packaged file); "
+                               "reinstall robustdial or rebuild it with "
+                               "scripts/make_fashion_mnist_mini.py", path)
+    with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        images, labels = z[f"{split}_images"][:, None], z[f"{split}_labels"].astype(np.int64)
+    return images, labels, _FMNIST_CLASSES
+
+
 def _read_image_folder(d: Path, split: str) -> Arrays:
     if split == "train":
         folder = d / "train" if (d / "train").is_dir() else d
@@ -149,6 +172,8 @@ def _files(train: tuple[str, ...], test: tuple[str, ...]) -> MappingProxyType:
 _CIFAR10_META = ("batches.meta",)
 _SPECS: MappingProxyType[str, _Spec] = MappingProxyType({
     "digits": _Spec(DatasetInfo(10, 1, 8, "none", "digits", 0.1), "", _files((), ()), _read_digits),
+    "fashion-mnist-mini": _Spec(DatasetInfo(10, 1, 14, "none", "fashion-mnist-mini", 500), "",
+                                _files((), ()), _read_fmnist_mini),
     "mnist": _Spec(DatasetInfo(10, 1, 28, "none", "mnist", 5000), "",
                    _files(_MNIST_FILES["train"], _MNIST_FILES["test"]),
                    _idx_reader(tuple(str(i) for i in range(10)))),
@@ -174,12 +199,14 @@ _SPECS: MappingProxyType[str, _Spec] = MappingProxyType({
                           _read_image_folder),
 })
 
+_EMBEDDED = ("digits", "fashion-mnist-mini")  # shipped with the package: no files, no download
 _ALIASES = MappingProxyType({
     "fmnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
     "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100", "cifar_100": "cifar100",
     "stl-10": "stl10", "stl_10": "stl10", "tiny_imagenet": "tiny-imagenet",
     "tinyimagenet": "tiny-imagenet", "tiny-imagenet-200": "tiny-imagenet",
     "imagefolder": "image-folder", "image_folder": "image-folder",
+    "fashion_mnist_mini": "fashion-mnist-mini", "fmnist-mini": "fashion-mnist-mini",
 })
 
 
@@ -376,13 +403,13 @@ def load_dataset(
     source_split = "test" if split == "test" else "train"
 
     dataset_dir = _dataset_dir(key, root_path)
-    missing = _missing(key, files_dir, source_split) if key != "digits" else []
+    missing = _missing(key, files_dir, source_split) if key not in _EMBEDDED else []
     if missing and download and key in RESOURCES:
         download_dataset(key, dataset_dir)
         missing = _missing(key, files_dir, source_split)
     if missing:
         raise _not_found(key, files_dir, source_split, missing, origin)
-    if verify and key != "digits":
+    if verify and key not in _EMBEDDED:
         bad = _bad_checksums(key, dataset_dir, files_dir, source_split)
         if bad and download and key in RESOURCES:
             log.warning("%s: md5 mismatch, fetching the official file again", bad[0][0])
