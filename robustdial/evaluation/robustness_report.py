@@ -387,7 +387,7 @@ def _evaluate_point(model: nn.Module, point: dict[str, Any], label: str, x: Tens
         res["cost"] = cost_report(model, shape, dials=cost_dials, bits=bits)
         res["cost"]["bits"] = bits
         if latency:
-            res["latency"] = _latency(pe, model, point, shape, batch_size)
+            res["latency"] = _latency(pe, model, point, shape, target if target is not model else None)
         if adaptive:
             res["early_exit"] = _early_exit_stats(pe, model)
     res["seconds"] = time.perf_counter() - t0
@@ -395,8 +395,12 @@ def _evaluate_point(model: nn.Module, point: dict[str, Any], label: str, x: Tens
 
 
 def _latency(pe: PointEvaluator, model: nn.Module, point: dict[str, Any], shape: Sequence[int],
-             batch_size: int) -> dict[str, Any]:
-    """Module at the point vs the plain backbone of its width, batch 1 and 64, round-robin."""
+             folded: nn.Module | None) -> dict[str, Any]:
+    """Module at the point (and its folded graph) vs the plain backbone of its width, round-robin.
+
+    ``folded`` is what ``robustdial export`` ships at this point: its latency is
+    the deployable one; the module's includes the conditioning machinery.
+    """
     from ..export import to_plain
 
     width = {"width": point["width"]} if "width" in point else {}
@@ -410,9 +414,14 @@ def _latency(pe: PointEvaluator, model: nn.Module, point: dict[str, Any], shape:
         return {**out, **_exit_latency(pe, model, backbone)}
     for b in (1, 64):
         xb = torch.rand((b, *shape), device=pe.x.device)
-        t = pe.interleaved_latency({"model": lambda: model(xb), "backbone": lambda: backbone(xb)})
+        fns = {"model": lambda: model(xb), "backbone": lambda: backbone(xb)}
+        if folded is not None:
+            fns["folded"] = lambda: folded(xb)
+        t = pe.interleaved_latency(fns)
         out[f"batch{b}"] = {"model_s": t["model"], "backbone_s": t["backbone"],
                             "ratio": t["model"] / t["backbone"]}
+        if folded is not None:
+            out[f"batch{b}"].update({"folded_s": t["folded"], "folded_ratio": t["folded"] / t["backbone"]})
     return out
 
 
