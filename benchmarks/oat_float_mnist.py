@@ -25,9 +25,16 @@ train in our run — see the committed ``oat_float_mnist_nobn.json``).
 Writes ``benchmarks/results/oat_float_mnist.json`` (with provenance) and
 ``benchmarks/results/oat_float_mnist.png`` (SA–RA curves, PGD-AT frontier).
 
+Each model's run directory is ``--save-dir``/<model> (default
+``runs/oat_float_mnist``, ``runs/oat_float_mnist_quick`` with ``--quick``). A
+rerun never replaces earlier runs silently: directories that hold one are
+refused before anything trains, unless ``--resume`` continues them (finished
+runs are loaded, not retrained) or ``--overwrite`` deletes and retrains them.
+
 Usage::
 
     python benchmarks/oat_float_mnist.py --quick          # smoke test, ~2 min on 2 CPU cores
+    python benchmarks/oat_float_mnist.py --quick --overwrite   # the smoke test again, from scratch
     python benchmarks/oat_float_mnist.py                  # full run (see --help for the budget)
 """
 from __future__ import annotations
@@ -73,18 +80,26 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=str(RESULTS / "oat_float_mnist.json"))
-    p.add_argument("--save-dir", type=Path, default=RESULTS.parents[1] / "runs" / "oat_float_mnist",
-                   help="each model's run directory (checkpoint + run.json), for later evaluation")
-    p.add_argument("--resume", action="store_true",
-                   help="continue each model from its run directory's train_state.pt (a finished "
-                        "run is loaded, not retrained); train seconds are summed from the epoch "
-                        "records, so they survive the interruption")
+    p.add_argument("--save-dir", type=Path, default=None,
+                   help="parent of each model's run directory (checkpoint + run.json), for later "
+                        "evaluation (default runs/oat_float_mnist, runs/oat_float_mnist_quick "
+                        "with --quick)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue each model from its run directory's train_state.pt (a "
+                            "finished run is loaded, not retrained); train seconds are summed from "
+                            "the epoch records, so they survive the interruption")
+    again.add_argument("--overwrite", action="store_true",
+                       help="delete the earlier runs in --save-dir and train every model again")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (few hundred images, 1 epoch)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.quick:
         args.epochs, args.n_train, args.n_test, args.checklist_n = 1, 512, 64, 32
         args.train_steps = min(args.train_steps, 3)
+    if args.save_dir is None:  # a smoke test never touches the full run's models
+        args.save_dir = RESULTS.parents[1] / "runs" / ("oat_float_mnist_quick" if args.quick
+                                                       else "oat_float_mnist")
     light = {"steps_sweep": (1, 2, 5, 10), "unbounded_steps": 20, "steps": 10} if args.quick else {}
     name = args.dataset.replace("-", "_")
     eps = args.eps if args.eps is not None else (0.3 if name == "mnist" else 0.1)
@@ -115,6 +130,13 @@ def main() -> None:
     for lam in DIALS[1:]:
         runs[f"pgd_at_{lam:g}"] = (None, {}, PGDAT(lam=lam, attack=train_attack), [{}])
 
+    if not (args.resume or args.overwrite):  # refuse before anything trains, not at the 5th model
+        taken = [str(args.save_dir / key) for key in runs
+                 if (args.save_dir / key).is_dir() and any((args.save_dir / key).iterdir())]
+        if taken:
+            p.error(f"{', '.join(taken)} already hold(s) a run; continue with --resume (finished runs "
+                    "are loaded, not retrained), retrain with --overwrite, or choose another --save-dir")
+
     attacks = {"pgd-20": PGD(eps=eps, alpha=2.5 * eps / 20, steps=20), "fgsm": FGSM(eps=eps)}
     models, out = {}, {"results": {}, "train_seconds": {}, "checklist": {}}
     for key, (cond, opts, method, conditions) in runs.items():
@@ -123,7 +145,8 @@ def main() -> None:
                                 **opts).to(device)
         t0 = time.perf_counter()
         result = fit(model, method, (train, None),
-                     FitConfig(**cfg, out_dir=str(args.save_dir / key), resume=args.resume))
+                     FitConfig(**cfg, out_dir=str(args.save_dir / key), resume=args.resume,
+                               overwrite=args.overwrite))
         epoch_times = [r["epoch_time_s"] for r in result.history if r.get("type") == "epoch"]
         out["train_seconds"][key] = sum(epoch_times) if epoch_times else time.perf_counter() - t0
         if cond == "float":  # the learned noise scales α per noisy layer (PNI: init 0.25)
