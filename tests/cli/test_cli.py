@@ -143,7 +143,8 @@ def test_eval_of_a_multi_exit_checkpoint_prints_the_rdi_table(tmp_path, capsys, 
                "--device", "cpu", "--data-dir", str(shared_data_root),
                "--set", "fit.iterations=2", "--set", "fit.batch_size=32", "--set", "fit.milestones=[]",
                "--set", "data.max_train_samples=128", "--set", "data.val_size=64",
-               "--set", "method.kwargs.attack.steps=1"])
+               "--set", "method.kwargs.attack.steps=1",
+               "--set", "eval.max_samples=16", "--set", "eval.steps=2"])  # the recipe's suite, small
     assert rc == 0, capsys.readouterr().err
     capsys.readouterr()
     js = tmp_path / "rdi_eval.json"
