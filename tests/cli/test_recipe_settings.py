@@ -292,6 +292,18 @@ ROWS: dict[str, dict[str, Any]] = {
         br_eval_suite(),
         _src("REFERENCE.md: augmentation is stated for CIFAR/STL-10 only; 28×28 digits: none",
              {"train.augment": "none"})),
+    # ---- the README walk-through (the demo's settings; no paper trains mini_cnn) --------
+    "demo_fmnist_mini_float.yaml": _row(
+        _src("configs/demo_fmnist_mini_float.yaml header = robustdial/cli/demo.py (DEMO_EPS 0.15, "
+             "PGD-5 step ε/2.5, FitConfig of _run_job: lr 0.05, momentum 0.9, wd 5e-4, cosine, batch "
+             "128, augment none, 8 epochs)",
+             {"dataset": "fashion-mnist-mini", "model": "mini_cnn", "model.conditioning": "float",
+              "method": "float", "attack": "pgd", "attack.eps": 0.15, "attack.alpha": 0.06,
+              "attack.steps": 5, "train.epochs": 8, "train.lr": 0.05, "train.momentum": 0.9,
+              "train.weight_decay": 5e-4, "train.schedule": "cosine", "train.batch_size": 128,
+              "train.augment": "none", "eval.eps": 0.15, "eval.lam": [0.0, 0.5, 1.0]}),
+        _src(f"{FLOAT_PAPER} §3.1 'We follow a similar approach by setting λ_th = 0'",
+             {"method.lam_th": 0.0})),
     # ---- CPU-scale fast adversarial training (deliberate deviations) ------------------
     "cifar10_preact20_fast_pgdat.yaml": _row(
         fast_block("pgd_at", "cifar10_preact20_fast_pgdat.yaml"),
