@@ -12,7 +12,9 @@ training attack's ε from ``run.json``, else 8/255) is the L∞ radius on the
 get the RDI-Nets Tables 2–4 layout from
 ``robustdial.evaluation.multi_exit.report``: TA, ATA per attack form, worst
 case, average MFlops and saving; without ``--attack`` that report runs PGD-20
-with the paper's step where it applies (else 2.5·ε/20).
+with the paper's step where it applies (else 2.5·ε/20). Other models without
+``--attack`` get PGD-50 (step 2.5·ε/50, random start); for AutoAttack at every
+dial use ``robustdial report``.
 """
 from __future__ import annotations
 
@@ -25,7 +27,11 @@ from typing import Any
 from ._common import (UsageError, check_positive, check_writable, parse_device, parse_dials, parse_eps,
                       parse_fraction, resolve_checkpoint)
 
-__all__ = ["add_parser", "run", "check_dials", "is_multi_exit"]
+__all__ = ["DEFAULT_ATTACK", "add_parser", "run", "check_dials", "is_multi_exit"]
+
+DEFAULT_ATTACK = "pgd-50"
+"""Without ``--attack``: PGD-50, step 2.5·ε/50, random start (a strong default; AutoAttack is
+``robustdial report`` or ``--attack autoattack``)."""
 
 _log = logging.getLogger(__name__)
 
@@ -146,7 +152,12 @@ def run(args: argparse.Namespace) -> int:
         eps = eps_default or 8 / 255
         _log.info("ε = %.5g (%s); set it with --eps", eps,
                   "the training attack's" if eps_default else "default 8/255")
-    attacks = {spec: parse_attack(spec, eps=eps) for spec in args.attack}
+    specs = list(args.attack)
+    if not specs and not (is_multi_exit(model) and not dials):
+        specs = [DEFAULT_ATTACK]
+        _log.info("no --attack given: %s (step 2.5·ε/50, random start); `robustdial report` runs "
+                  "AutoAttack", DEFAULT_ATTACK)
+    attacks = {spec: parse_attack(spec, eps=eps) for spec in specs}
     data = load_dataset(_dataset_name(run_info, args.dataset, ckpt), root=args.data_dir,
                         split=args.split, download=args.download, verify=args.verify)
     if is_multi_exit(model) and not dials:

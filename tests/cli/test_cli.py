@@ -100,6 +100,13 @@ def test_train_then_eval_round_trip(tmp_path, capsys):
     assert "git_commit" in result["meta"]["provenance"] and "torch" in result["meta"]["provenance"]
     assert (tmp_path / "eval.csv").read_text().startswith("attack,clean_acc")
 
+    # no --attack: a strong default (PGD-50, step 2.5·ε/50), not clean accuracy alone
+    rc = main(["-q", "eval", str(out), "--eps", "8/255", "--max-samples", "8", "--json", str(js)])
+    assert rc == 0, capsys.readouterr().err
+    (row,) = json.loads(js.read_text())["rows"]
+    assert row["attack"] == "pgd-50"
+    capsys.readouterr()
+
     # a plain model has no λ dial: a clean error, not a traceback
     rc = main(["eval", str(out), "--attack", "fgsm", "--dial", "lam=0,0.2,1.0"])
     err = capsys.readouterr().err
