@@ -15,8 +15,12 @@ lr 0.05 momentum 0.9 wd 5e-4 cosine; training attack PGD-3 ε 0.031 step
 120/200), ρ = 1.05. The ResNet baseline of about the same size is a
 noise-free pre-act ResNet-14 (175 k). Evaluation on ``--test`` test images
 with the paper's attacks (FGSM; IFGSM α 1/255 × 20, no random start;
-C&W-L2 Adam lr 0.0006 × 50, c = 10), plus EOT-IFGSM (2 noisy forwards per
-gradient) for the randomized EnResNets. Weight / channel sparsity of the
+C&W-L2 with binary search over c, reported with the median L2 distortion it
+needs — the paper's fixed-c, lr-0.0006 C&W left every input unchanged), plus
+EOT-IFGSM (2 noisy forwards per gradient) for the randomized EnResNets and the
+per-sample worst case over the L∞ attacks. Robust accuracies here are
+IFGSM-20 (the paper's A2), not AutoAttack: the EnResNets are randomized and
+AutoAttack ``rand`` (EOT 20) does not fit this CPU budget. Weight / channel sparsity of the
 finalized quantized convs (REFERENCE.md definitions).
 
 Runs per dataset:
@@ -42,6 +46,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +60,7 @@ from robustdial.compress import (  # noqa: E402
 )
 from robustdial.data import ImageData, load_dataset  # noqa: E402
 from robustdial.engine import FitConfig, fit  # noqa: E402
-from robustdial.evaluation.br_suite import br_attack_suite  # noqa: E402
+from robustdial.evaluation.br_suite import br_attack_suite, cw_distortion  # noqa: E402
 from robustdial.evaluation._provenance import provenance  # noqa: E402
 from robustdial.evaluation.randomized import EOT  # noqa: E402
 from robustdial.methods import Tradeoff  # noqa: E402
@@ -97,20 +102,35 @@ def _acc(model, x, y) -> float:
     return (model(x).argmax(1) == y).float().mean().item()
 
 
-def evaluate(model, test: ImageData, batch: int, noisy: bool, eot: int) -> dict[str, float]:
+def evaluate(model, test: ImageData, batch: int, noisy: bool, eot: int) -> dict[str, Any]:
+    """Accuracy per attack, the per-sample worst case over the ε-bounded ones, C&W's L2 distortion."""
     x_all = test.images.float().div(255)
     y_all = test.labels
     attacks = dict(br_attack_suite(EPS, pgd=False))
     if noisy and eot > 1:
         attacks["ifgsm_eot"] = EOT(attacks["ifgsm"], samples=eot)
-    sums = {k: 0.0 for k in ["natural", *attacks]}
+    ok: dict[str, list[torch.Tensor]] = {k: [] for k in ["natural", *attacks]}
+    cw_x, cw_adv = [], []
     with train_mode(model, False):
         for i in range(0, len(y_all), batch):
             x, y = x_all[i:i + batch], y_all[i:i + batch]
-            sums["natural"] += _acc(model, x, y) * len(y)
+            with torch.no_grad():
+                ok["natural"].append(model(x).argmax(1) == y)
             for name, attack in attacks.items():
-                sums[name] += _acc(model, attack(model, x, y), y) * len(y)
-    return {k: v / len(y_all) for k, v in sums.items()}
+                x_adv = attack(model, x, y)
+                with torch.no_grad():
+                    ok[name].append(model(x_adv).argmax(1) == y)
+                if name == "cw":
+                    cw_x.append(x)
+                    cw_adv.append(x_adv)
+    flags = {k: torch.cat(v) for k, v in ok.items()}
+    acc: dict[str, Any] = {k: v.float().mean().item() for k, v in flags.items()}
+    bounded = [k for k in attacks if k != "cw"]  # C&W-L2 is unbounded: not part of the L∞ worst case
+    acc["any_linf_attack"] = torch.stack([flags[k] for k in bounded]).all(0).float().mean().item()
+    if cw_x:
+        fooled = ~flags["cw"] & flags["natural"]
+        acc["cw_distortion"] = cw_distortion(torch.cat(cw_x), torch.cat(cw_adv), fooled)
+    return acc
 
 
 def run_one(name: str, dataset: str, train: ImageData, test: ImageData, args) -> dict:
@@ -184,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "eps": EPS, "eps_scale": "[0, 1]",
         "attacks": {"fgsm": "FGSM eps 0.031", "ifgsm": "IFGSM alpha 1/255, 20 steps, no random start",
-                    "cw": "C&W-L2 c 10, Adam lr 0.0006, 50 steps, no binary search",
+                    "cw": "C&W-L2 with binary search over c (c0 1, 5 rounds x 100 Adam steps at lr "
+                          "0.05): unbounded minimal distortion, so its accuracy goes to ~0 %; "
+                          "cw_distortion gives the median L2 it needed (samples clean-correct and "
+                          "fooled)",
+                    "any_linf_attack": "per-sample worst case over FGSM, IFGSM (and EOT-IFGSM): "
+                                       "correct under every L-inf attack",
                     "ifgsm_eot": f"IFGSM with EOT over {args.eot} noisy forwards (EnResNets only)"},
         "rows": rows, "total_s": round(time.perf_counter() - t0, 1),
         "provenance": provenance("cpu"),
@@ -197,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         sp = ("" if r["weight_sparsity"] is None else
               f" wsp {100 * r['weight_sparsity']:.1f}% csp {100 * r['channel_sparsity']:.1f}%")
         print(f"{r['dataset']:<14} {r['run']:<22} " +
-              " ".join(f"{k} {100 * v:.1f}" for k, v in a.items()) + sp)
+              " ".join(f"{k} {100 * v:.1f}" for k, v in a.items() if isinstance(v, float)) +
+              f" cw median L2 {a.get('cw_distortion', {}).get('median_l2', float('nan')):.2f}" + sp)
     return 0
 
 

@@ -15,20 +15,28 @@ threat model (0.3), which explains the ~99 % robust accuracies of Table 6.
 Pass ``eps=0.3`` for the standard MNIST threat model.
 
 C&W details: the authors' script uses a fixed constant ``c = 10``, κ = 0,
-no binary search, Adam directly on the pixels, and then *scales the found
-perturbation by ε* before classifying — a much weaker attack than C&W-L2,
-hence A3 > A2 in their tables. Here ``CW(c=10, kappa=0, steps=50,
-lr=0.0006, binary_search_steps=1)`` is the standard C&W-L2 (tanh variables,
-smallest successful perturbation, no rescaling); its numbers are not
-directly comparable with the paper's A3 column.
+no binary search, 50 Adam steps at lr 0.0006 on the pixels, and then *scales
+the found perturbation by ε* before classifying. Run as written (no rescaling)
+it barely moves an input: in ``benchmarks/results/br_mnist.json`` of the
+earlier runs its accuracy equalled the clean accuracy on every model, so the
+column said nothing. Here C&W-L2 is the minimal-distortion attack it is meant
+to be: ``CW(c=1, kappa=0, steps=100, lr=0.05, binary_search_steps=5)``
+(c × 10 until an example is found, then bisection, per sample). Being
+unbounded, it drives accuracy to ≈ 0 % on any model once c is large enough;
+the informative number is the L2 distortion it needs
+(:func:`cw_distortion`: median ‖δ‖₂ of the successful examples), which is
+what the benchmark reports beside it. Not comparable with the paper's A3.
 """
 from __future__ import annotations
+
+import torch
+from torch import Tensor
 
 from robustdial.attacks import CW, FGSM, PGD, Attack
 
 from .randomized import EOT
 
-__all__ = ["BR_EPS", "br_attack_suite"]
+__all__ = ["BR_EPS", "br_attack_suite", "cw_distortion"]
 
 BR_EPS: dict[str, float] = {
     "cifar10": 0.031, "cifar100": 0.031, "svhn": 0.031, "mnist": 0.031, "fashion-mnist": 0.031,
@@ -48,7 +56,7 @@ def br_attack_suite(eps: float | None = 0.031, *, dataset: str | None = None,
         eot_samples: wrap every attack in :class:`~robustdial.evaluation.randomized.EOT`
             with this many noisy forwards (for EnResNet with noise on).
         pgd: include PGD-20 (step 2.5·ε/20, random start).
-        cw: include C&W-L2 (slow on CPU).
+        cw: include C&W-L2 with binary search over c (slow on CPU; see the module doc).
 
     Returns:
         Ordered dict name -> attack, each called as ``attack(model, x, y)``.
@@ -62,9 +70,26 @@ def br_attack_suite(eps: float | None = 0.031, *, dataset: str | None = None,
         "ifgsm": PGD(eps=eps, alpha=1 / 255, steps=20, random_start=False),
     }
     if cw:
-        suite["cw"] = CW(c=10.0, kappa=0.0, steps=50, lr=0.0006, binary_search_steps=1)
+        suite["cw"] = CW(c=1.0, kappa=0.0, steps=100, lr=0.05, binary_search_steps=5)
     if pgd:
         suite["pgd20"] = PGD(eps=eps, alpha=2.5 * eps / 20, steps=20, random_start=True)
     if eot_samples is not None and eot_samples > 1:
         suite = {k: EOT(a, samples=eot_samples) for k, a in suite.items()}
     return suite
+
+
+def cw_distortion(x: Tensor, x_adv: Tensor, fooled: Tensor) -> dict[str, float | int]:
+    """L2 size of a minimal-distortion attack's successful perturbations.
+
+    Args:
+        x: clean inputs (N, C, H, W); x_adv: the attack's outputs.
+        fooled: bool (N,), the model misclassifies ``x_adv``.
+
+    Returns:
+        ``{"median_l2", "mean_l2", "success"}`` over the fooled samples (NaN
+        when none), ``success`` = how many were fooled.
+    """
+    d = (x_adv - x).flatten(1).norm(dim=1)[fooled]
+    if d.numel() == 0:
+        return {"median_l2": float("nan"), "mean_l2": float("nan"), "success": 0}
+    return {"median_l2": float(d.median()), "mean_l2": float(d.mean()), "success": int(d.numel())}

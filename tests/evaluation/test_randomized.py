@@ -92,11 +92,35 @@ def test_br_attack_suite_settings():
     assert list(suite) == ["fgsm", "ifgsm", "cw", "pgd20"]
     ifgsm = suite["ifgsm"]
     assert (ifgsm.eps, ifgsm.alpha, ifgsm.steps, ifgsm.random_start) == (0.031, 1 / 255, 20, False)
-    cw = suite["cw"]
-    assert (cw.lr, cw.steps) == (0.0006, 50)
+    cw = suite["cw"]  # binary-searched, minimal distortion (see br_suite's doc)
+    assert (cw.c, cw.lr, cw.steps, cw.binary_search_steps) == (1.0, 0.05, 100, 5)
     assert suite["fgsm"].eps == 0.031
     wrapped = br_attack_suite(dataset="mnist", eps=None, eot_samples=4, cw=False)
     assert list(wrapped) == ["fgsm", "ifgsm", "pgd20"]
     assert all(isinstance(a, EOT) and a.samples == 4 for a in wrapped.values())
     with pytest.raises(ValueError, match="pass eps"):
         br_attack_suite(None)
+
+
+def test_cw_in_the_br_suite_is_informative():
+    """C&W with binary search fools every sample of a trained model and reports the L2 it needed."""
+    import robustdial as rd
+    from robustdial.evaluation.br_suite import cw_distortion
+
+    torch.manual_seed(0)
+    train = rd.load_dataset("digits", split="train")
+    x, y = train.images[:64].float() / 255, train.labels[:64]
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(100):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    with torch.no_grad():
+        clean = (net(x).argmax(1) == y)
+    x_adv = br_attack_suite(0.031)["cw"](net, x, y)
+    with torch.no_grad():
+        fooled = net(x_adv).argmax(1) != y
+    assert clean.float().mean() > 0.9 and fooled[clean].float().mean() > 0.95  # ≈ 0 % accuracy
+    d = cw_distortion(x, x_adv, fooled & clean)
+    assert 0 < d["median_l2"] < 3.0 and d["success"] >= 0.95 * int(clean.sum())
