@@ -1,20 +1,24 @@
-"""``robustdial demo``: the accuracy↔robustness dial on the bundled 8×8 digits, on a CPU.
+"""``robustdial demo``: four dials of one library on embedded data, on a CPU, in minutes.
 
-Trains standard and PGD-AT baselines and two once-for-all models — FLOAT
-(noisy weights + dual BN) and OAT (FiLM + dual BN) — and evaluates the
-once-for-all models at λ ∈ {0, 0.2, 0.7, 1.0}: one model, four operating points.
+Trains small models (:mod:`robustdial.models.mini_cnn`) on the embedded 14×14
+Fashion-MNIST subset (``fashion-mnist-mini``: no download) and evaluates every
+operating point with the robustness report (:func:`robustdial.evaluation.report`,
+AutoAttack profile ``fast`` = APGD-CE + APGD-T, named everywhere), one panel
+per dial:
 
-No download: the data are scikit-learn's 1,797 bundled 8×8 handwritten digits
-(train 1,294 / val 144 / test 359). Each entry of :data:`ENTRIES` trains a
-pre-activation ResNet-20 (``create_model("preact_resnet20", in_channels=1)``;
-its global average pool makes it run on 8×8 inputs, the spatial size goes
-8 -> 4 -> 2) with one method, then every model is evaluated on the test split
-clean, under FGSM and under PGD-20 (L∞, ε on the [0, 1] scale) at each of the
-entry's dial settings. Writes ``results.json`` (rows, settings, provenance),
-``trade_off.png`` (clean vs PGD-20 accuracy) and one checkpoint directory per
-entry. About 2–3 minutes on 2 CPU cores.
+* **λ** (FLOAT, Kundu et al. 2023) beside a standard and a PGD-AT model: one
+  model, λ ∈ {0, .2, .5, .7, 1};
+* **width** (FLOAT slim): clean and robust accuracy, MACs and measured
+  latency at widths 0.5 and 1;
+* **exit** (RDI-Nets, Hu et al. 2020, average defence): every exit and
+  input-adaptive early exit, with the compute saving counted and measured on
+  clean inputs, under AutoAttack and under a slowdown attack (DeepSloth);
+* **bits** (Binary-Relax, Yin et al. / Li et al.): ternary (2-bit) convolutions
+  vs the float PGD-AT model: storage, clean and robust accuracy.
 
-To add a method, append one :class:`DemoEntry` to :data:`ENTRIES`.
+Writes ``results.json`` (every number, its attack and ε, provenance),
+``dials.png`` (a panel per dial) and one checkpoint directory per model into
+``--out``. Jobs run in ``--workers`` processes (one thread each).
 """
 from __future__ import annotations
 
@@ -23,183 +27,283 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_EPS", "DemoEntry", "ENTRIES", "add_parser", "run", "run_demo"]
+__all__ = ["DEMO_DATA", "DEMO_EPS", "DemoJob", "JOBS", "OPTIONAL_JOBS", "add_parser", "run", "run_demo"]
 
 _log = logging.getLogger(__name__)
 
-DEMO_EPS = 0.2  # L∞ on the [0, 1] scale; digits have 17 grey levels (steps of 1/16)
-DEMO_MODEL = "preact_resnet20"
-
-
-def _pgd_at(eps: float) -> Any:
-    from robustdial.methods import PGDAT
-
-    # PGD-5 with step ε/2 during training: cheap and strong enough on 8×8 digits
-    return PGDAT(lam=1.0, attack={"name": "pgd", "eps": eps, "alpha": eps / 2, "steps": 5})
-
-
-def _float(eps: float) -> Any:
-    from robustdial.methods.float import FLOAT
-
-    # half clean (λ=0, BN_c, noiseless) / half PGD-5 adversarial (λ=1, BN_a, noisy weights)
-    return FLOAT(attack={"name": "pgd", "eps": eps, "alpha": eps / 2, "steps": 5})
-
-
-def _oat(eps: float) -> Any:
-    from robustdial.methods.oat import OAT
-
-    # per-sample λ from OAT's S1 = {0, .1, .2, .3, .4, 1}; λ=0.7 is served by interpolation
-    return OAT(attack={"name": "pgd", "eps": eps, "alpha": eps / 2, "steps": 5})
-
-
-DIAL = [{"lam": lam} for lam in (0.0, 0.2, 0.7, 1.0)]
-
-
-def _standard(eps: float) -> Any:
-    from robustdial.methods import Standard
-
-    return Standard()
+DEMO_DATA = "fashion-mnist-mini"
+DEMO_MODEL = "mini_cnn"
+DEMO_EPS = 0.15  # L∞ on the [0, 1] scale
+DEMO_LAMBDAS = [0.0, 0.2, 0.5, 0.7, 1.0]
 
 
 @dataclasses.dataclass(frozen=True)
-class DemoEntry:
-    """One trained model of the demo.
+class DemoJob:
+    """One trained model of the demo and the operating points its panel shows.
 
     Attributes:
-        label: name in the table, the plot legend and the checkpoint directory.
-        method: ``method(eps) -> Method`` (ε on the [0, 1] scale).
-        model_options: extra :func:`robustdial.create_model` options (e.g.
-            ``{"conditioning": "float"}``).
-        conditions: dial settings to evaluate (``None``: the model as it is),
-            e.g. ``[{"lam": 0.0}, {"lam": 1.0}]``.
-        epochs: training epochs over the 1,294 training digits.
+        panel: ``"lam"``, ``"width"``, ``"exit"`` or ``"bits"``.
+        label: name in the table, the figure and the checkpoint directory.
+        method: method name for :func:`robustdial.methods.build_method`.
+        method_kwargs: its options (the training attack is added from ε).
+        model_options: extra :func:`robustdial.create_model` options.
+        dials: the report's grid (``None``: the model as it is).
+        epochs: training epochs over the 5,500 training images.
+        binary_relax: quantization scheme trained with Binary-Relax (or None).
+        latency: measure latency in the report.
     """
 
+    panel: str
     label: str
-    method: Callable[[float], Any]
+    method: str
+    method_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    conditions: list[dict[str, Any]] | None = None
+    dials: dict[str, list[Any]] | None = None
     epochs: int = 8
+    binary_relax: str | None = None
+    latency: bool = False
 
 
-ENTRIES: list[DemoEntry] = [
-    DemoEntry("standard", _standard),
-    DemoEntry("pgd_at", _pgd_at),
-    DemoEntry("float", _float, {"conditioning": "float"}, DIAL),
-    DemoEntry("oat", _oat, {"conditioning": "oat"}, DIAL),
+JOBS: list[DemoJob] = [  # longest first, so two workers finish together
+    DemoJob("width", "float_slim", "float_slim", {"widths": (0.5, 1.0)},
+            {"conditioning": "float", "widths": (0.5, 1.0)}, {"width": [0.5, 1.0], "lam": [1.0]},
+            latency=True),
+    DemoJob("exit", "rdi", "rdi", {"defence": "average"}, {"exits": True},
+            {"exit": [0, 1, 2, "adaptive"]}, latency=True),
+    DemoJob("bits", "br_ternary", "pgd_at", {"lam": 1.0}, binary_relax="ternary"),
+    DemoJob("lam", "pgd_at", "pgd_at", {"lam": 1.0}),
+    DemoJob("lam", "float", "float", {}, {"conditioning": "float"}, {"lam": DEMO_LAMBDAS}),
+    DemoJob("lam", "standard", "standard"),
+]
+OPTIONAL_JOBS: list[DemoJob] = [  # run with --jobs (e.g. --jobs float,oat)
+    DemoJob("lam", "oat", "oat", {}, {"conditioning": "oat"}, {"lam": DEMO_LAMBDAS}),
 ]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("demo", help="the λ dial on bundled 8x8 digits: standard, PGD-AT, FLOAT, OAT (CPU, ~3 min)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser("demo", help="four dials (λ, width, exit, bits) on embedded data, "
+                              "AutoAttack-evaluated (CPU, ~5 min)", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eps", type=float, default=DEMO_EPS, help="L∞ ε on the [0, 1] scale")
-    p.add_argument("--epochs", type=int, default=None, help="override every entry's epochs")
-    p.add_argument("--max-test", type=int, default=None, help="evaluate on the first N test digits")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default 1: the 8x8 model gains little from more, "
-                        "and one thread cannot be slowed by oversubscribed cores)")
+    p.add_argument("--epochs", type=int, default=None, help="override every job's epochs")
+    p.add_argument("--n-test", type=int, default=200,
+                   help="evaluate on the first N of the 1,000 test images (default 200)")
+    p.add_argument("--jobs", default=None,
+                   help="comma-separated jobs to run instead of the default set (" +
+                        ", ".join(j.label for j in JOBS + OPTIONAL_JOBS) + ")")
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (one thread each)")
     return p
 
 
-def _attacks(eps: float) -> dict[str, Any]:
-    from robustdial.attacks import FGSM, PGD
+def _attack(eps: float) -> dict[str, Any]:
+    # PGD-5 with step ε/2.5 while training: cheap and strong enough at 14×14
+    return {"name": "pgd", "eps": eps, "alpha": eps / 2.5, "steps": 5}
 
-    return {"fgsm": FGSM(eps=eps), "pgd-20": PGD(eps=eps, alpha=eps / 8, steps=20)}
+
+def _run_job(job: DemoJob, out: str, eps: float, seed: int, epochs: int | None,
+             n_test: int) -> dict[str, Any]:
+    """Train one job's model and report its points (runs in a worker process)."""
+    import torch
+
+    import robustdial as rd
+    from robustdial.compress import BinaryRelax, storage_bits
+    from robustdial.methods import build_method
+    from robustdial.models.early_exit import calibrate_thresholds
+
+    torch.set_num_threads(1)
+    t0, c0 = time.perf_counter(), time.process_time()
+    train = rd.load_dataset(DEMO_DATA, split="train")
+    val = rd.load_dataset(DEMO_DATA, split="val")
+    test = rd.load_dataset(DEMO_DATA, split="test")
+    rd.utils.seed_everything(seed)
+    model = rd.create_model(DEMO_MODEL, num_classes=10, in_channels=1, **job.model_options)
+    kwargs = dict(job.method_kwargs)
+    if job.method != "standard":
+        kwargs["attack"] = _attack(eps)
+    method = build_method(job.method, **kwargs)
+    n_epochs = epochs if epochs is not None else job.epochs
+    transforms = []
+    if job.binary_relax:  # η ×2 per epoch (the paper's ρ = 1.05 suits 200 epochs), hard Q after 3/4
+        transforms.append(BinaryRelax(job.binary_relax, rho=2.0, cutoff_epoch=max(1, 3 * n_epochs // 4)))
+    cfg = rd.FitConfig(epochs=n_epochs, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4,
+                       schedule="cosine", seed=seed, device="cpu", augment="none", select="last",
+                       progress=False)
+    rd.fit(model, method, (train, val), cfg, transforms=transforms)
+    bits = 32
+    if job.binary_relax:
+        transforms[0].finalize(model)  # the deployed weights: Q(w)
+        bits = transforms[0].bits
+    if job.panel == "exit":  # ≈ 1/3 of the validation images leave at each exit
+        calibrate_thresholds(model, val)
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    ckpt = Path(out) / job.label
+    rd.save(model, ckpt, {"method": method.config(), "dataset": {"name": DEMO_DATA}, "seed": seed,
+                          "fit_config": cfg.to_dict(), "demo_job": dataclasses.asdict(job)})
+    t1, c1 = time.perf_counter(), time.process_time()
+    rep = rd.report(model, test, eps=eps, dials=job.dials, n=n_test, profile="fast", checks=False,
+                    latency=job.latency, bits=bits, name=job.label, seed=seed, progress=False)
+    storage = {"bits": bits, "scheme": job.binary_relax or "float32",
+               "storage_bytes": storage_bits(model, job.binary_relax or "float") / 8,
+               "convention": "quantized conv weights at their bit-width plus one float32 scale each; "
+                             "every other parameter float32"}
+    return {"panel": job.panel, "label": job.label, "method": method.config(),
+            "model_options": job.model_options, "epochs": n_epochs, "train_seconds": train_s,
+            "eval_seconds": time.perf_counter() - t1, "train_cpu_seconds": train_cpu,
+            "eval_cpu_seconds": time.process_time() - c1, "checkpoint": str(ckpt), "storage": storage,
+            "report": rep.to_dict()}
 
 
 def run_demo(out: str | Path, *, seed: int = 0, eps: float = DEMO_EPS, epochs: int | None = None,
-             max_test: int | None = None, device: str = "cpu",
-             entries: list[DemoEntry] | None = None) -> dict[str, Any]:
-    """Train and evaluate every entry; write ``results.json`` and ``trade_off.png`` into ``out``.
-
-    Returns:
-        ``{label: EvalResult}`` for every entry, plus ``"_summary"``: the JSON dict written.
-    """
-    from robustdial.data import load_dataset
-    from robustdial.engine import FitConfig, fit, save
-    from robustdial.evaluation import evaluate, plot_tradeoff, provenance
-    from robustdial.models import create_model
-    from robustdial.utils import seed_everything
+             n_test: int = 200, jobs: list[DemoJob] | None = None, workers: int = 2) -> dict[str, Any]:
+    """Run every job (in ``workers`` processes); write results.json and dials.png into ``out``."""
+    from robustdial.evaluation import provenance
+    from robustdial.evaluation.dial_demo_figure import plot_demo
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    train = load_dataset("digits", split="train")
-    val = load_dataset("digits", split="val")
-    test = load_dataset("digits", split="test")
-    attacks = _attacks(eps)
+    jobs = list(JOBS if jobs is None else jobs)
+    t0 = time.perf_counter()
     results: dict[str, Any] = {}
-    summary: dict[str, Any] = {"dataset": "digits (8x8, scikit-learn)", "model": DEMO_MODEL,
-                               "eps": eps, "eps_scale": "[0, 1], L∞", "seed": seed,
-                               "attacks": {k: repr(a) for k, a in attacks.items()},
-                               "entries": {}, "provenance": provenance(device)}
-    for entry in entries if entries is not None else ENTRIES:
-        t0 = time.perf_counter()
-        seed_everything(seed)  # the initial weights come from the seed, not from earlier entries
-        model = create_model(DEMO_MODEL, num_classes=10, in_channels=1, **entry.model_options)
-        method = entry.method(eps)
-        n_epochs = epochs if epochs is not None else entry.epochs
-        cfg = FitConfig(epochs=n_epochs, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4,
-                        schedule="cosine", seed=seed, device=device, augment="none",
-                        select="last", log_every=20, progress=False)
-        _log.info("demo: training %s (%s, %d epochs)", entry.label, method, n_epochs)
-        fit(model, method, data=(train, val), config=cfg)
-        train_s = time.perf_counter() - t0
-        save(model, out / entry.label, {"method": method.config(), "dataset": {"name": "digits"},
-                                         "seed": seed, "fit_config": cfg.to_dict()})
-        res = evaluate(model, test, attacks, entry.conditions, batch_size=512, max_samples=max_test,
-                       seed=seed)
-        results[entry.label] = res
-        summary["entries"][entry.label] = {"method": method.config(), "train_seconds": train_s,
-                                           "rows": [r.to_dict() for r in res.rows],
-                                           "checkpoint": str(out / entry.label)}
-    plot_tradeoff(results, "pgd-20", out / "trade_off.png",
-                  title=f"digits test: clean vs PGD-20 accuracy, ε = {eps:g} (L∞, [0, 1] scale)")
-    (out / "results.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    results["_summary"] = summary
-    return results
+    args = (str(out), eps, seed, epochs, n_test)
+    if workers <= 1 or len(jobs) == 1:
+        for job in jobs:
+            results[job.label] = _run_job(job, *args)
+            _log.info("demo: %s done", job.label)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_run_job, job, *args): job for job in jobs}
+            for fut in as_completed(futures):
+                job = futures[fut]
+                results[job.label] = fut.result()
+                r = results[job.label]
+                _log.info("demo: %s trained in %.0f s, evaluated in %.0f s", job.label,
+                          r["train_seconds"], r["eval_seconds"])
+    order = [j.label for j in jobs]
+    summary = {"dataset": f"{DEMO_DATA} (14x14 Fashion-MNIST subset, embedded)", "model": DEMO_MODEL,
+               "eps": eps, "eps_scale": "[0, 1], L∞", "seed": seed, "n_test": n_test,
+               "robust_accuracy": "AutoAttack fast (APGD-CE + APGD-T, pyautoattack, standard "
+                                  "settings) at deterministic points",
+               "jobs": {k: results[k] for k in order if k in results},
+               "wall_seconds": time.perf_counter() - t0, "workers": workers,
+               "provenance": provenance("cpu")}
+    summary["table"] = demo_rows(summary)
+    plot_demo(summary, out / "dials.png")
+    (out / "results.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    return summary
 
 
-def _table(results: dict[str, Any]) -> str:
-    header = ("model", "condition", "clean %", "FGSM %", "PGD-20 %")
-    lines: list[tuple[str, ...]] = []
-    from robustdial.evaluation import condition_label
+def demo_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (model, operating point): panel, clean, AutoAttack and the cost column."""
+    rows = []
+    for label, job in summary["jobs"].items():
+        rep = job["report"]
+        for p in rep["points"]:
+            a = p["accuracy"]
+            cost = f"{p['cost']['macs_per_image'] / 1e6:.2f} M MACs"
+            if job["panel"] == "width" and "latency" in p:
+                lat = p["latency"]["batch64"]
+                cost += f", {1000 * lat['model_s']:.1f} ms/64 img"
+                if "folded_s" in lat:
+                    cost += f" (exported {1000 * lat['folded_s']:.1f} ms = {lat['folded_ratio']:.2f}× plain)"
+            if job["panel"] == "bits":
+                cost = f"{job['storage']['storage_bytes'] / 1024:.1f} KiB ({job['storage']['scheme']})"
+            if p.get("early_exit"):
+                ee, lat = p["early_exit"], p.get("latency", {})
+                parts = []
+                for key, name in (("clean", "clean"), ("autoattack", "AA"), ("slowdown", "slowdown")):
+                    counted = 100 * ee["inputs"][key]["executed"]["saving"]
+                    measured = lat.get(key, {}).get("measured_saving")
+                    m = "–" if measured is None else f"{100 * measured:.0f}"
+                    parts.append(f"{name} {counted:.0f}/{m}")
+                cost = "saving % counted/measured: " + ", ".join(parts)
+            rows.append({"panel": job["panel"], "model": label, "point": p["label"],
+                         "clean": a["clean"], "autoattack": a["autoattack"], "cost": cost})
+    if any(j["panel"] == "bits" for j in summary["jobs"].values()) and "pgd_at" in summary["jobs"]:
+        ref = summary["jobs"]["pgd_at"]
+        p = ref["report"]["points"][0]
+        rows.append({"panel": "bits", "model": "pgd_at", "point": "float32",
+                     "clean": p["accuracy"]["clean"], "autoattack": p["accuracy"]["autoattack"],
+                     "cost": f"{ref['storage']['storage_bytes'] / 1024:.1f} KiB (float32)"})
+    order = {"lam": 0, "width": 1, "exit": 2, "bits": 3}
+    return sorted(rows, key=lambda r: order.get(r["panel"], 9))
 
-    for label, res in results.items():
-        if label.startswith("_"):
+
+def _table(summary: dict[str, Any]) -> str:
+    header = ("dial", "model", "point", "clean %", "AA %", "cost")
+    body = [(r["panel"], r["model"], r["point"], f"{r['clean']:.1f}", f"{r['autoattack']:.1f}",
+             r["cost"]) for r in summary["table"]]
+    widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i in (3, 4) else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, body)])
+
+
+def _lam_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for label, name in (("float", "FLOAT"), ("oat", "OAT")):
+        job = summary["jobs"].get(label)
+        if not job:
             continue
-        by_cond: dict[str, dict[str, float]] = {}
-        for r in res.rows:
-            d = by_cond.setdefault(condition_label(r.condition), {"clean": r.clean_acc})
-            d[r.attack] = r.robust_acc
-        for cond, d in by_cond.items():
-            lines.append((label, cond, f"{d['clean']:.1f}", f"{d.get('fgsm', float('nan')):.1f}",
-                          f"{d.get('pgd-20', float('nan')):.1f}"))
-    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
-    fmt = lambda row: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)  # noqa: E731
-                                for i, (c, w) in enumerate(zip(row, widths)))
-    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, lines)])
+        pts = {p["dials"].get("lam"): p["accuracy"] for p in job["report"]["points"]}
+        if 0.0 not in pts or 1.0 not in pts:
+            continue
+        a, b = pts[0.0], pts[1.0]
+        lines.append(f"λ dial ({name}, one model): clean {a['clean']:.1f} → {b['clean']:.1f} "
+                     f"({b['clean'] - a['clean']:+.1f}), AutoAttack {a['autoattack']:.1f} → "
+                     f"{b['autoattack']:.1f} ({b['autoattack'] - a['autoattack']:+.1f}) from λ = 0 to 1")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
+    import shutil
+
     import torch
 
-    if args.threads < 1:
-        raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
-    torch.set_num_threads(args.threads)  # the command owns its process
+    from ._common import UsageError
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be ≥ 1, got {args.workers}")
+    if not 0 < args.eps <= 1:
+        raise UsageError(f"--eps must be in (0, 1] on the [0, 1] scale, got {args.eps:g}")
+    if not 1 <= args.n_test <= 1000:
+        raise UsageError(f"--n-test must be in 1..1000 (the embedded test split), got {args.n_test}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be ≥ 1, got {args.epochs}")
+    jobs = JOBS
+    if args.jobs:
+        names = [s.strip() for s in args.jobs.split(",") if s.strip()]
+        known = {j.label: j for j in JOBS + OPTIONAL_JOBS}
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise UsageError(f"unknown job(s) {bad}; choose from {', '.join(known)}")
+        jobs = [known[n] for n in names]
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            raise UsageError(f"{out} is not empty (an earlier demo?); pass --overwrite to replace it "
+                             "or choose another --out")
+        shutil.rmtree(out)
+    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    results = run_demo(args.out, seed=args.seed, eps=args.eps, epochs=args.epochs,
-                       max_test=args.max_test, device=args.device)
-    n = len(results["_summary"]["entries"])
-    print(f"digits test split ({n} models, {DEMO_MODEL}), ε = {args.eps:g} (L∞, [0, 1] scale)")
-    print(_table(results))
-    print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'trade_off.png'} "
-          f"in {time.perf_counter() - t0:.0f} s")
+    summary = run_demo(out, seed=args.seed, eps=args.eps, epochs=args.epochs, n_test=args.n_test,
+                       jobs=jobs, workers=args.workers)
+    print(f"{DEMO_DATA} test split (first {args.n_test} images), L∞ ε = {args.eps:g} on the [0, 1] "
+          "scale; AA = AutoAttack fast (APGD-CE + APGD-T); models: mini_cnn")
+    print(_table(summary))
+    for line in _lam_lines(summary):
+        print(line)
+    print(f"wrote {out / 'results.json'} and {out / 'dials.png'} in {time.perf_counter() - t0:.0f} s "
+          f"({args.workers} worker process(es))")
     return 0

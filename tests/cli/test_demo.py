@@ -1,35 +1,59 @@
-"""The demo pipeline on a tiny budget: files written, one row per entry × attack."""
+"""The demo: four dials, every job's points and outputs, on a tiny budget."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from robustdial.cli.demo import DEMO_EPS, ENTRIES, DemoEntry, run_demo
+from robustdial.cli import main
+from robustdial.cli.demo import DEMO_DATA, DEMO_EPS, JOBS, OPTIONAL_JOBS, DemoJob
 
 
-def test_entries_are_a_list_of_demo_entries():
-    labels = [e.label for e in ENTRIES]
-    assert {"standard", "pgd_at"} <= set(labels) and len(labels) == len(set(labels))
-    for e in ENTRIES:
-        assert e.method(0.1).config()["name"]
+def test_jobs_cover_the_four_dials():
+    panels = {j.panel for j in JOBS}
+    assert panels == {"lam", "width", "exit", "bits"}
+    labels = [j.label for j in JOBS + OPTIONAL_JOBS]
+    assert len(labels) == len(set(labels)) and {"standard", "pgd_at", "float"} <= set(labels)
+    lam = next(j for j in JOBS if j.label == "float")
+    assert lam.dials["lam"][0] == 0.0 and lam.dials["lam"][-1] == 1.0
+    assert next(j for j in JOBS if j.panel == "exit").dials["exit"][-1] == "adaptive"
+    assert next(j for j in JOBS if j.panel == "bits").binary_relax in ("binary", "ternary")
+    assert DEMO_DATA == "fashion-mnist-mini"  # embedded: no download
+
+
+def test_demo_refuses_bad_input_and_an_existing_out(tmp_path, capsys):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text("{}")
+    assert main(["demo", "--out", str(tmp_path / "old")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "x"), "--jobs", "nope"]) == 2
+    assert "unknown job" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "x"), "--n-test", "0"]) == 2
 
 
 @pytest.mark.slow
-def test_run_demo_writes_results_and_plot(tmp_path):
-    entries = [DemoEntry(e.label, e.method, e.model_options, e.conditions, epochs=1) for e in ENTRIES]
-    res = run_demo(tmp_path, max_test=64, entries=entries)
-    summary = json.loads((tmp_path / "results.json").read_text())
-    assert set(summary["entries"]) == {e.label for e in entries}
-    assert summary["eps"] == pytest.approx(DEMO_EPS) and "provenance" in summary
-    by_label = {e.label: e for e in entries}
-    assert any(e.conditions for e in entries), "the demo shows at least one model's λ dial"
-    for label in summary["entries"]:
-        rows = summary["entries"][label]["rows"]
-        assert {r["attack"] for r in rows} == {"fgsm", "pgd-20"}
-        n_conditions = len(by_label[label].conditions or [None])
-        assert len(rows) == 2 * n_conditions
-        assert all(r["n"] == 64 and r["robust_acc"] <= r["clean_acc"] for r in rows)
-        assert (tmp_path / label / "run.json").is_file()
-    assert (tmp_path / "trade_off.png").stat().st_size > 1000
-    assert "_summary" in res
+def test_demo_runs_every_panel(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = main(["-q", "demo", "--out", str(out), "--epochs", "1", "--n-test", "16", "--workers", "1"])
+    assert rc == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "AA = AutoAttack fast (APGD-CE + APGD-T)" in printed and f"ε = {DEMO_EPS:g}" in printed
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["jobs"]) == {j.label for j in JOBS}
+    for job in JOBS:
+        r = summary["jobs"][job.label]
+        pts = r["report"]["points"]
+        n_points = 1
+        for values in (job.dials or {}).values():
+            n_points *= len(values)
+        assert len(pts) == n_points, job.label
+        assert all(p["accuracy"]["autoattack"] <= p["accuracy"]["clean"] for p in pts)
+        assert (out / job.label / "run.json").is_file()
+    panels = {row["panel"] for row in summary["table"]}
+    assert panels == {"lam", "width", "exit", "bits"}
+    adaptive = [p for p in summary["jobs"]["rdi"]["report"]["points"] if p["dials"]["exit"] == "adaptive"]
+    assert "slowdown" in adaptive[0]["early_exit"]["inputs"]
+    assert summary["jobs"]["br_ternary"]["storage"]["bits"] == 2
+    assert summary["jobs"]["br_ternary"]["storage"]["storage_bytes"] < \
+        summary["jobs"]["pgd_at"]["storage"]["storage_bytes"] / 5
+    assert (out / "dials.png").stat().st_size > 20_000
