@@ -7,10 +7,11 @@ Reads the fixed list in ``scripts/mutations.toml``. For each mutation it
    the replacement changes one line and still compiles (else: an error, so the
    list cannot silently rot when the code changes);
 2. applies it to a scratch copy of the repository (the tracked and untracked,
-   not ignored files of the working tree, copied to a temporary directory;
-   the checkout itself is never modified), with ``PYTHONPATH`` pointing at the
-   copy so the copy's ``robustdial`` is the one imported (checked once per copy
-   by a probe test);
+   not ignored files of the working tree, or with ``--ref HEAD`` that commit's
+   tree, copied to a temporary directory; the checkout itself is never
+   modified), with ``PYTHONPATH`` pointing at the copy so the copy's
+   ``robustdial`` is the one imported (checked once per copy by a probe test,
+   which also checks that a patched file is what the runs import);
 3. runs the mutation's test selection with ``-m "not slow"`` ``--repeat`` times
    (default 5): **killed** if it fails every time, **flaky** if only sometimes,
    **survived** if never.
@@ -26,7 +27,8 @@ mutation survived, was flaky or errored.
 
 Usage::
 
-    python scripts/mutation_check.py --repeat 5            # the acceptance run
+    python scripts/mutation_check.py --repeat 5 --ref HEAD # the acceptance run (committed tree)
+    python scripts/mutation_check.py --repeat 5            # the working tree as it is now
     python scripts/mutation_check.py --repeat 1 --only pgd-linf-no-projection
     python scripts/mutation_check.py --list                # the mutations and their coverage
 
@@ -157,7 +159,14 @@ def repo_files(root: Path) -> list[str]:
     return [n for n in names if (root / n).is_file() and not (root / n).is_symlink()]
 
 
-def make_copy(root: Path, files: list[str], dest: Path) -> None:
+def make_copy(root: Path, files: list[str], dest: Path, ref: str | None = None) -> None:
+    """Copy ``files`` of the working tree into ``dest``, or with ``ref`` that commit's tree."""
+    if ref is not None:
+        dest.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=root, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        return
     for name in files:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -578,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python", default=None,
                    help="interpreter that runs pytest (default: .venv/bin/python, else this one)")
     p.add_argument("--keep-scratch", action="store_true", help="keep the scratch copies")
+    p.add_argument("--ref", default=None, metavar="COMMIT",
+                   help="check this commit's tree (git archive), e.g. HEAD, instead of the working "
+                        "tree (tracked and untracked, not ignored files as they are now)")
     p.add_argument("--no-fork", action="store_true",
                    help="run every pytest in a fresh interpreter (slower: torch is imported each time)")
     args = p.parse_args(argv[1:])
@@ -587,7 +599,18 @@ def main(argv: list[str] | None = None) -> int:
     python = args.python or (str(ROOT / ".venv" / "bin" / "python")
                              if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable)
     all_mutations = load_mutations()
-    problems = validate(all_mutations, ROOT)
+    source_root = ROOT
+    ref_dir = None
+    if args.ref is not None:  # validate against the tree that will be copied
+        commit = git("rev-parse", "--verify", f"{args.ref}^{{commit}}").strip()
+        if not commit:
+            p.error(f"--ref {args.ref!r} is not a commit")
+        ref_dir = Path(tempfile.mkdtemp(prefix="robustdial-mutation-ref-"))
+        make_copy(ROOT, [], ref_dir / "tree", ref=commit)
+        source_root = ref_dir / "tree"
+    problems = validate(all_mutations, source_root)
+    if ref_dir is not None:
+        shutil.rmtree(ref_dir, ignore_errors=True)
     if problems:
         print("mutation list does not match the code:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
@@ -611,17 +634,23 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.monotonic()
     prov = provenance(python, ["python", "scripts/mutation_check.py", *argv[1:]], args.repeat, args.jobs)
-    files = repo_files(ROOT)
+    files = repo_files(ROOT) if args.ref is None else []
+    if args.ref is not None:
+        prov["source"] = f"git archive {args.ref} ({commit})"
+        prov["git_commit"] = commit
+        prov.pop("git_dirty_files")
+    else:
+        prov["source"] = "working tree (tracked and untracked, not ignored files)"
     scratch = Path(tempfile.mkdtemp(prefix="robustdial-mutation-"))
     slots: list[Slot] = []
     try:
         for i in range(args.jobs):
             c = scratch / f"copy{i}"
-            make_copy(ROOT, files, c)
+            make_copy(ROOT, files, c, ref=None if args.ref is None else commit)
             slots.append(Slot(c, None if args.no_fork else ForkServer(python, c)))
         imported = [probe(sl, python) for sl in slots]
         log(f"{len(mutations)} mutations × {args.repeat} runs, {args.jobs} wide"
-            f"{'' if args.no_fork else ' (fork servers)'}; {len(files)} files copied to {scratch}; "
+            f"{'' if args.no_fork else ' (fork servers)'}; {prov['source']} copied to {scratch}; "
             f"robustdial imported from {imported[0]}")
         prov["robustdial_imported_from"] = imported
         prov["fork_server"] = not args.no_fork
@@ -686,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
             "Mutation check (scripts/mutation_check.py, issue #16 item 6)",
             f"command:  {prov['command']}",
             f"commit:   {prov['git_commit']}" + (f" + uncommitted changes in {len(prov['git_dirty_files'])} file(s)"
-                                                 if prov["git_dirty_files"] else ""),
+                                                 if prov.get("git_dirty_files") else ""),
+            f"source:   {prov['source']}",
             f"date:     {prov['date']}",
             f"torch:    {prov['torch']}, python {prov['python']}, {prov['platform']}, "
             f"{prov['cpu_count']} CPUs, {args.jobs} runs in parallel, OMP_NUM_THREADS=1",
