@@ -409,7 +409,8 @@ def _latency(pe: PointEvaluator, model: nn.Module, point: dict[str, Any], shape:
     except Exception as exc:  # noqa: BLE001
         return {"error": f"no plain backbone: {type(exc).__name__}: {exc}"}
     out: dict[str, Any] = {"convention": "median seconds per forward, round-robin with the plain "
-                                          "backbone of the same width (eval mode)"}
+                                          "backbone of the same width (eval mode)",
+                           "clock": pe.latency_clock(), "threads": torch.get_num_threads()}
     if point.get("exit") == "adaptive":
         return {**out, **_exit_latency(pe, model, backbone)}
     for b in (1, 64):
