@@ -56,6 +56,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/report)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty --out that does not hold a report")
+    p.add_argument("--cache", default=None,
+                   help="where per-(point, attack) results are kept for resuming (default OUT/cache; "
+                        "adversarial examples make it large: keep it out of version control)")
     p.add_argument("--bits", type=int, default=None,
                    help="stored bits per weight (default: the recipe's quantization, else 32)")
     p.add_argument("--batch-size", type=int, default=250)
@@ -151,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
         baselines[Path(b).name or str(b)] = load(bckpt, device=args.device)
     bits = args.bits if args.bits is not None else (_recipe_bits(run_dir) or 32)
     rep = report(model, data, eps=eps, dials=dials, profile=args.profile, n=args.n,
-                 baselines=baselines, cache_dir=out / "cache", name=run_dir.name or None, bits=bits,
+                 baselines=baselines, cache_dir=Path(args.cache) if args.cache else out / "cache",
+                 name=run_dir.name or None, bits=bits,
                  batch_size=args.batch_size, seed=args.seed, device=args.device,
                  fold=not args.no_fold, checks=not args.no_checks, latency=not args.no_latency)
     rep.data["command"] = {"run_dir": str(run_dir), "checkpoint": str(ckpt),
