@@ -29,7 +29,6 @@ what the benchmark reports beside it. Not comparable with the paper's A3.
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from robustdial.attacks import CW, FGSM, PGD, Attack

@@ -52,11 +52,11 @@ import torch
 from torch import Tensor, nn
 
 from ..condition import Choices, Interval, dial_specs
-from ..cost.early_exit import exit_costs_mflops, expected_cost
 from ..cost.summary import cost_report
 from ..utils import model_device
 from ._provenance import provenance
 from ._report_cache import ReportCache, data_digest, model_digest, settings_digest
+from ._report_cost import early_exit_stats, point_latency
 from ._report_point import PROFILES, PointEvaluator, Profile, eval_context, is_stochastic
 from .checklist import CheckResult, judge_checks
 from .result import condition_label
@@ -387,81 +387,11 @@ def _evaluate_point(model: nn.Module, point: dict[str, Any], label: str, x: Tens
         res["cost"] = cost_report(model, shape, dials=cost_dials, bits=bits)
         res["cost"]["bits"] = bits
         if latency:
-            res["latency"] = _latency(pe, model, point, shape, target if target is not model else None)
+            res["latency"] = point_latency(pe, model, point, shape, target if target is not model else None)
         if adaptive:
-            res["early_exit"] = _early_exit_stats(pe, model)
+            res["early_exit"] = early_exit_stats(pe, model)
     res["seconds"] = time.perf_counter() - t0
     return pe, res
-
-
-def _latency(pe: PointEvaluator, model: nn.Module, point: dict[str, Any], shape: Sequence[int],
-             folded: nn.Module | None) -> dict[str, Any]:
-    """Module at the point (and its folded graph) vs the plain backbone of its width, round-robin.
-
-    ``folded`` is what ``robustdial export`` ships at this point: its latency is
-    the deployable one; the module's includes the conditioning machinery.
-    """
-    from ..export import to_plain
-
-    width = {"width": point["width"]} if "width" in point else {}
-    try:
-        backbone = to_plain(model, width, input_shape=shape, noise="off").to(pe.x.device)
-    except Exception as exc:  # noqa: BLE001
-        return {"error": f"no plain backbone: {type(exc).__name__}: {exc}"}
-    out: dict[str, Any] = {"convention": "median seconds per forward, round-robin with the plain "
-                                          "backbone of the same width (eval mode)",
-                           "clock": pe.latency_clock(), "threads": torch.get_num_threads()}
-    if point.get("exit") == "adaptive":
-        return {**out, **_exit_latency(pe, model, backbone)}
-    for b in (1, 64):
-        xb = torch.rand((b, *shape), device=pe.x.device)
-        fns = {"model": lambda: model(xb), "backbone": lambda: backbone(xb)}
-        if folded is not None:
-            fns["folded"] = lambda: folded(xb)
-        t = pe.interleaved_latency(fns)
-        out[f"batch{b}"] = {"model_s": t["model"], "backbone_s": t["backbone"],
-                            "ratio": t["model"] / t["backbone"]}
-        if folded is not None:
-            out[f"batch{b}"].update({"folded_s": t["folded"], "folded_ratio": t["folded"] / t["backbone"]})
-    return out
-
-
-def _exit_latency(pe: PointEvaluator, model: nn.Module, backbone: nn.Module) -> dict[str, Any]:
-    """Measured wall-clock saving of adaptive inference on clean, attacked and slowed inputs."""
-    from ..models.early_exit import adaptive_forward
-
-    out: dict[str, Any] = {}
-    sets = {"clean": pe.x, **{k: pe.adv[k] for k in ("autoattack", "slowdown") if k in pe.adv}}
-    n = min(256, pe.x.shape[0])
-    for name, xs in sets.items():
-        xs = xs[:n]
-        chunks = [xs[i:i + 64] for i in range(0, n, 64)]
-        t = pe.interleaved_latency({
-            "adaptive": lambda: [adaptive_forward(model, c) for c in chunks],
-            "backbone": lambda: [backbone(c) for c in chunks]}, repeats=7, warmup=1)
-        out[name] = {"adaptive_s": t["adaptive"], "backbone_s": t["backbone"],
-                     "measured_saving": 1.0 - t["adaptive"] / t["backbone"], "images": n}
-    return out
-
-
-def _early_exit_stats(pe: PointEvaluator, model: nn.Module) -> dict[str, Any]:
-    costs = exit_costs_mflops(model)
-    costs_run = exit_costs_mflops(model, "executed")
-    k = len(costs)
-    out: dict[str, Any] = {"exit_mflops_rdi": costs, "exit_mflops_executed": costs_run,
-                           "backbone_mflops": costs[-1], "inputs": {}}
-    for name, idx in pe.exits.items():
-        counts = torch.bincount(idx.cpu(), minlength=k).tolist()
-        out["inputs"][name] = {"exit_histogram": counts, "rdi": expected_cost(counts, costs),
-                               "executed": expected_cost(counts, costs_run, backbone_mflops=costs[-1],
-                                                         convention="executed")}
-    clean = out["inputs"].get("clean")
-    slow = out["inputs"].get("slowdown")
-    if clean and slow:
-        for conv in ("rdi", "executed"):
-            s_clean, s_slow = clean[conv]["saving"], slow[conv]["saving"]
-            out[f"saving_kept_under_slowdown_{conv}"] = (s_slow / s_clean) if s_clean > 0 else math.nan
-    return out
 
 
 def _transfer(points: list[dict[str, Any]], evs: list[PointEvaluator]) -> dict[str, Any]:

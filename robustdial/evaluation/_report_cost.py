@@ -1,0 +1,92 @@
+"""Cost at one operating point of the robustness report: latency, early-exit compute saving.
+
+Latency is timed round-robin (:meth:`PointEvaluator.interleaved_latency`): the
+module at the point, its folded plain graph (what ``robustdial export`` ships)
+and the plain backbone of the same width. At an adaptive-exit point the saving
+of input-adaptive inference is counted from the exit histograms (the RDI
+paper's MFlops convention and what is executed) and measured on the clean
+inputs, the AutoAttack examples and the slowdown examples.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..cost.early_exit import exit_costs_mflops, expected_cost
+from ._report_point import PointEvaluator
+
+__all__ = ["early_exit_stats", "point_latency"]
+
+
+def point_latency(pe: PointEvaluator, model: nn.Module, point: dict[str, Any], shape: Sequence[int],
+             folded: nn.Module | None) -> dict[str, Any]:
+    """Module at the point (and its folded graph) vs the plain backbone of its width, round-robin.
+
+    ``folded`` is what ``robustdial export`` ships at this point: its latency is
+    the deployable one; the module's includes the conditioning machinery.
+    """
+    from ..export import to_plain
+
+    width = {"width": point["width"]} if "width" in point else {}
+    try:
+        backbone = to_plain(model, width, input_shape=shape, noise="off").to(pe.x.device)
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"no plain backbone: {type(exc).__name__}: {exc}"}
+    out: dict[str, Any] = {"convention": "median seconds per forward, round-robin with the plain "
+                                          "backbone of the same width (eval mode)",
+                           "clock": pe.latency_clock(), "threads": torch.get_num_threads()}
+    if point.get("exit") == "adaptive":
+        return {**out, **_exit_latency(pe, model, backbone)}
+    for b in (1, 64):
+        xb = torch.rand((b, *shape), device=pe.x.device)
+        fns = {"model": lambda: model(xb), "backbone": lambda: backbone(xb)}
+        if folded is not None:
+            fns["folded"] = lambda: folded(xb)
+        t = pe.interleaved_latency(fns)
+        out[f"batch{b}"] = {"model_s": t["model"], "backbone_s": t["backbone"],
+                            "ratio": t["model"] / t["backbone"]}
+        if folded is not None:
+            out[f"batch{b}"].update({"folded_s": t["folded"], "folded_ratio": t["folded"] / t["backbone"]})
+    return out
+
+
+def _exit_latency(pe: PointEvaluator, model: nn.Module, backbone: nn.Module) -> dict[str, Any]:
+    """Measured wall-clock saving of adaptive inference on clean, attacked and slowed inputs."""
+    from ..models.early_exit import adaptive_forward
+
+    out: dict[str, Any] = {}
+    sets = {"clean": pe.x, **{k: pe.adv[k] for k in ("autoattack", "slowdown") if k in pe.adv}}
+    n = min(256, pe.x.shape[0])
+    for name, xs in sets.items():
+        xs = xs[:n]
+        chunks = [xs[i:i + 64] for i in range(0, n, 64)]
+        t = pe.interleaved_latency({
+            "adaptive": lambda: [adaptive_forward(model, c) for c in chunks],
+            "backbone": lambda: [backbone(c) for c in chunks]}, repeats=7, warmup=1)
+        out[name] = {"adaptive_s": t["adaptive"], "backbone_s": t["backbone"],
+                     "measured_saving": 1.0 - t["adaptive"] / t["backbone"], "images": n}
+    return out
+
+
+def early_exit_stats(pe: PointEvaluator, model: nn.Module) -> dict[str, Any]:
+    costs = exit_costs_mflops(model)
+    costs_run = exit_costs_mflops(model, "executed")
+    k = len(costs)
+    out: dict[str, Any] = {"exit_mflops_rdi": costs, "exit_mflops_executed": costs_run,
+                           "backbone_mflops": costs[-1], "inputs": {}}
+    for name, idx in pe.exits.items():
+        counts = torch.bincount(idx.cpu(), minlength=k).tolist()
+        out["inputs"][name] = {"exit_histogram": counts, "rdi": expected_cost(counts, costs),
+                               "executed": expected_cost(counts, costs_run, backbone_mflops=costs[-1],
+                                                         convention="executed")}
+    clean = out["inputs"].get("clean")
+    slow = out["inputs"].get("slowdown")
+    if clean and slow:
+        for conv in ("rdi", "executed"):
+            s_clean, s_slow = clean[conv]["saving"], slow[conv]["saving"]
+            out[f"saving_kept_under_slowdown_{conv}"] = (s_slow / s_clean) if s_clean > 0 else math.nan
+    return out
