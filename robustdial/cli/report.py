@@ -64,6 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if available)")
+    p.add_argument("--calibrate-exits", action="store_true",
+                   help="multi-exit models: choose the entropy thresholds on the validation split "
+                        "(≈ 1/K of the images leave at each exit) instead of the stored ones")
     p.add_argument("--no-checks", action="store_true", help="skip the gradient-obfuscation checks")
     p.add_argument("--no-fold", action="store_true",
                    help="attack the module even where the folded plain graph is exact")
@@ -85,6 +88,34 @@ def _recipe_bits(run_dir: Path) -> int | None:
 
                     return int(bits_of(t["scheme"]))
     return None
+
+
+def _exit_thresholds(model: Any, args: argparse.Namespace, run_info: dict[str, Any],
+                     ckpt: Path) -> dict[str, Any] | None:
+    """Calibrate (``--calibrate-exits``, validation split) or check the stored exit thresholds."""
+    import math
+
+    from robustdial.condition import dial_specs
+
+    if "exit" not in dial_specs(model):
+        if args.calibrate_exits:
+            raise UsageError(f"checkpoint {ckpt} is not a multi-exit model; drop --calibrate-exits")
+        return None
+    if args.calibrate_exits:
+        from robustdial.data import load_dataset
+        from robustdial.models.early_exit import calibrate_thresholds
+
+        from .eval_cmd import _dataset_name
+
+        val = load_dataset(_dataset_name(run_info, args.dataset, ckpt), root=args.data_dir, split="val")
+        t = calibrate_thresholds(model, val)  # stored in the loaded model only, not in the checkpoint
+        return {"values": t, "source": f"calibrated on the {val.name} validation split "
+                                       f"({len(val)} images, ≈ 1/{model.num_exits} per exit)"}
+    t = [float(v) for v in model.exit_thresholds.tolist()]
+    if any(math.isinf(v) for v in t):
+        raise UsageError(f"checkpoint {ckpt} has uncalibrated exit thresholds ({t}): every input "
+                         "would leave at the first exit; pass --calibrate-exits (validation split)")
+    return {"values": t, "source": "stored in the checkpoint"}
 
 
 def _slug(label: str) -> str:
@@ -152,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
     for b in args.baseline:
         bckpt = resolve_checkpoint(b)
         baselines[Path(b).name or str(b)] = load(bckpt, device=args.device)
+    thresholds = _exit_thresholds(model, args, run_info, ckpt)
     bits = args.bits if args.bits is not None else (_recipe_bits(run_dir) or 32)
     rep = report(model, data, eps=eps, dials=dials, profile=args.profile, n=args.n,
                  baselines=baselines, cache_dir=Path(args.cache) if args.cache else out / "cache",
@@ -160,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
                  fold=not args.no_fold, checks=not args.no_checks, latency=not args.no_latency)
     rep.data["command"] = {"run_dir": str(run_dir), "checkpoint": str(ckpt),
                            "baselines": list(args.baseline)}
+    if thresholds is not None:
+        rep.data["exit_thresholds"] = thresholds
     paths = write_report(rep, out)
     print(rep.to_markdown().split("\n## ")[0].rstrip())
     print(f"\nwrote {paths['json']}, {paths['md']}, {paths['png']} and {len(rep.points)} records in "

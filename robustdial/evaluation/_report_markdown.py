@@ -47,8 +47,11 @@ def report_markdown(d: dict[str, Any]) -> str:
         ee = p.get("early_exit")
         if not ee:
             continue
+        thr = d.get("exit_thresholds")
+        thr_text = "" if not thr else (f"Entropy thresholds {[round(v, 4) for v in thr['values']]} "
+                                       f"({thr['source']}). ")
         lines += [f"## Early exit at {p['label']}", "",
-                  f"Backbone {ee['backbone_mflops']:.2f} MFlops (conv MACs / 2²⁰). Saving kept under "
+                  f"{thr_text}Backbone {ee['backbone_mflops']:.2f} MFlops (conv MACs / 2²⁰). Saving kept under "
                   f"the slowdown attack: {_f(100 * ee.get('saving_kept_under_slowdown_rdi', math.nan))} % "
                   f"(paper convention), {_f(100 * ee.get('saving_kept_under_slowdown_executed', math.nan))} % "
                   "(executed).", ""]

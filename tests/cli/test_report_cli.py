@@ -57,3 +57,29 @@ def test_report_refusals(run_dir, tmp_path, capsys):
     assert "8/255, not 8" in capsys.readouterr().err
     assert main(["report", str(run_dir), "--dial", "width=0.5", "--out", str(tmp_path / "b")]) == 2
     assert "no width dial" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def exit_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("exits") / "rdi"
+    rd.utils.seed_everything(0)
+    model = rd.create_model("mini_cnn", exits=True)  # thresholds never calibrated: +inf
+    rd.save(model, d, {"method": {"attack": {"eps": 0.1}}, "dataset": {"name": "fashion-mnist-mini"}})
+    return d
+
+
+def test_uncalibrated_exit_thresholds_are_refused(exit_run, tmp_path, capsys):
+    assert main(["report", str(exit_run), "--dial", "exit=adaptive", "--out", str(tmp_path / "r")]) == 2
+    assert "--calibrate-exits" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_calibrate_exits_on_the_validation_split(exit_run, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["report", str(exit_run), "--dial", "exit=adaptive", "--calibrate-exits", "--n", "8",
+                 "--no-checks", "--no-latency", "--out", str(out)]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert "validation split" in data["exit_thresholds"]["source"]
+    assert len(data["exit_thresholds"]["values"]) == 2
+    hist = data["points"][0]["early_exit"]["inputs"]["clean"]["exit_histogram"]
+    assert hist[0] < 8  # not everything leaves at the first exit any more
