@@ -224,7 +224,7 @@ def demo_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                     measured = lat.get(key, {}).get("measured_saving")
                     m = "–" if measured is None else f"{100 * measured:.0f}"
                     parts.append(f"{name} {counted:.0f}/{m}")
-                cost = "saving % counted/measured: " + ", ".join(parts)
+                cost = "saving % counted (MACs executed) / measured (one input at a time): " + ", ".join(parts)
             rows.append({"panel": job["panel"], "model": label, "point": p["label"],
                          "clean": a["clean"], "autoattack": a["autoattack"], "cost": cost})
     if any(j["panel"] == "bits" for j in summary["jobs"].values()) and "pgd_at" in summary["jobs"]:

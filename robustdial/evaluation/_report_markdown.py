@@ -64,7 +64,7 @@ def report_markdown(d: dict[str, Any]) -> str:
                          _f(100 * v["executed"]["saving"]),
                          _f(None if meas is None else 100 * meas), str(v["exit_histogram"])])
         lines += _table(["inputs", "accuracy", "MFlops (paper)", "saving % (paper)",
-                         "MFlops (executed)", "saving % (executed)", "measured saving %",
+                         "MFlops (executed)", "saving % (executed)", "measured saving % (batch 1)",
                          "exit histogram"], rows) + [""]
     t = d.get("transfer")
     if t:

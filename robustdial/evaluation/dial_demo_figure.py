@@ -91,7 +91,7 @@ def plot_demo(summary: dict[str, Any], path: str | Path) -> Path:
         _bars(a_exit, [name for _, name in kinds], {
             "adaptive accuracy %": [ad["accuracy"][k] for k, _ in kinds],
             "saving % (MACs executed)": [100 * ee["inputs"][k]["executed"]["saving"] for k, _ in kinds],
-            "saving % (wall clock)": [100 * lat.get(k, {}).get("measured_saving", float("nan"))
+            "saving % (measured, one input at a time)": [100 * lat.get(k, {}).get("measured_saving", float("nan"))
                                       for k, _ in kinds]}, colors)
         fixed = ", ".join(f"exit {p['dials']['exit']}: {p['accuracy']['clean']:.0f}/{p['accuracy']['autoattack']:.0f}"
                           for p in pts if p["dials"].get("exit") != "adaptive")

@@ -139,6 +139,10 @@ def adaptive_forward(model: nn.Module, x: Tensor,
             out = out.index_copy(0, active, logits)
             break
         done = entropy(logits) < t[k]
+        if B == 1:  # one input (per-request inference): one host sync, no gather / scatter
+            if bool(done):
+                return logits, exit_index.fill_(k)
+            continue
         idx_done = done.nonzero().reshape(-1)  # one host sync per exit: sizes decide the work
         if idx_done.numel():
             rows = active.index_select(0, idx_done)

@@ -47,6 +47,17 @@ def test_adaptive_forward_equals_selection_from_all_exits(tiny_model, tiny_data)
     assert torch.allclose(logits, ref_logits, atol=1e-5)
 
 
+def test_adaptive_forward_one_input_at_a_time_equals_the_batch(tiny_model, tiny_data):
+    x, _ = tiny_data
+    calibrate_thresholds(tiny_model, tiny_data)
+    logits, exits = adaptive_forward(tiny_model, x)
+    assert len(set(exits.tolist())) == 3  # every exit taken by someone
+    for i in range(len(x)):  # the B = 1 fast path (no gather/scatter) decides the same
+        li, ei = adaptive_forward(tiny_model, x[i:i + 1])
+        assert int(ei) == int(exits[i])
+        torch.testing.assert_close(li[0], logits[i], atol=1e-5, rtol=1e-5)
+
+
 def test_adaptive_forward_skips_work_for_exited_samples(tiny_model, tiny_data):
     x, _ = tiny_data
     t = _median_thresholds(tiny_model, x)
