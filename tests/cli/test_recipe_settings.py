@@ -333,9 +333,9 @@ ROWS: dict[str, dict[str, Any]] = {
                         "train.momentum": 0.9, "train.weight_decay": 5e-4,
                         "train.batch_size": 128, "train.augment": "crop_flip"}),
         _src("configs/cifar10_resnet38_fast_rdi.yaml header: RDI-ResNet-38, 'average' attack form, "
-             "'its 55k iterations by 8 cyclic-lr epochs'",
+             "'its 55k iterations by 6 cyclic-lr epochs'",
              {"dataset": "cifar10", "model": "resnet38", "model.exits": True, "method": "rdi",
-              "method.defence": "average", "train.epochs": 8, "train.iterations": None}),
+              "method.defence": "average", "train.epochs": 6, "train.iterations": None}),
         _src(SRC_RDI_W, {"method.weights": [0.5, 0.5, 0.7, 0.7, 0.9, 0.9, 2.0]}),
         _src(SRC_RDI_CIFAR, {"eval.suite": "multi_exit", "eval.eps": 8 / 255,
                              "eval.alpha": 2 / 255, "eval.steps": 20}),
