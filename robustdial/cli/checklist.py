@@ -28,7 +28,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint or run directory of the defended model")
     p.add_argument("--source", help="checkpoint or run directory of an independently trained model "
                                     "(transfer test)")
-    p.add_argument("--eps", required=True, help="L∞ radius on the [0, 1] scale, e.g. 0.3 or 8/255")
+    p.add_argument("--eps", default=None, help="L∞ radius on the [0, 1] scale, e.g. 0.3 or 8/255 "
+                                               "(default: the training attack's ε from run.json)")
     p.add_argument("--dial", action="append", default=[], metavar="NAME=V1,V2",
                    help="dial values to check, e.g. lam=0,1 (repeatable; grid of all combinations)")
     p.add_argument("--data", help="dataset name (default: the one in run.json)")
@@ -61,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from robustdial.engine import load
     from robustdial.evaluation.checklist import obfuscation_checklist
 
-    from .eval_cmd import check_dials
+    from .eval_cmd import _default_eps, check_dials
 
     # every input is checked before a model or the data is loaded
-    eps = parse_eps(args.eps)
+    eps = parse_eps(args.eps) if args.eps is not None else None
     if eps == 0:
         raise UsageError("--eps must be > 0 for the checklist (its ε sweep runs up from it)")
     check_positive(args.steps, "--steps")
@@ -76,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     source_ckpt = resolve_checkpoint(args.source) if args.source else None
     model = load(ckpt, device)
     check_dials(model, parse_dials(args.dial), where=f"checkpoint {ckpt}")
+    if eps is None:
+        eps = _default_eps(getattr(model, "rd_run", {}) or {})
+        if eps is None:
+            raise UsageError(f"{ckpt / 'run.json'} records no training attack ε; pass --eps (e.g. 8/255)")
     source = load(source_ckpt, device) if source_ckpt else None
     name = args.data or ((getattr(model, "rd_run", {}) or {}).get("dataset") or {}).get("name")
     if not name:
