@@ -10,7 +10,11 @@ ratio, and whether the robust accuracies are identical.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/report_fold_speed.py --runs runs/demo_lam/float runs/demo_lam/oat
+    robustdial demo --out runs/demo                                   # the demo's runs (float_slim)
+    robustdial demo --jobs float,oat,standard,pgd_at --out runs/demo_lam
+    OMP_NUM_THREADS=1 python benchmarks/report_fold_speed.py    # runs/demo_lam/{float,oat}, runs/demo/float_slim
+
+(a slimmable model is measured at each trained width)
 
 Writes ``benchmarks/results/report_fold_speed.json`` (``--out``).
 """
@@ -42,7 +46,8 @@ def _timed(fn):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", type=Path,
-                   default=[REPO / "runs" / "demo_lam" / "float", REPO / "runs" / "demo_lam" / "oat"])
+                   default=[REPO / "runs" / "demo_lam" / "float", REPO / "runs" / "demo_lam" / "oat",
+                            REPO / "runs" / "demo" / "float_slim"])
     p.add_argument("--lam", nargs="+", type=float, default=[0.5, 1.0])
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--eps", type=float, default=None, help="default: the run's training ε")
@@ -58,9 +63,11 @@ def main() -> None:
         data = rd.load_dataset(info["dataset"]["name"], split="test")
         x, y = data.images[: args.n].float() / 255, data.labels[: args.n]
         shape = tuple(x.shape[1:])
-        for lam in args.lam:
-            with rd.conditioned(model, lam=lam), train_mode(model, False):
-                plain = to_plain(model, {"lam": lam}, input_shape=shape).eval()
+        widths = rd.dial_specs(model)["width"].values if "width" in rd.dial_specs(model) else [None]
+        for lam, width in [(lam, w) for w in widths for lam in args.lam]:
+            dials = {"lam": lam} if width is None else {"lam": lam, "width": width}
+            with rd.conditioned(model, **dials), train_mode(model, False):
+                plain = to_plain(model, dials, input_shape=shape).eval()
                 with torch.no_grad():
                     diff = float((plain(x) - model(x)).abs().max())
                 targets = {"module": model, "folded": plain}
@@ -82,7 +89,7 @@ def main() -> None:
                                 acc[name].append(100.0 * (model(x_adv).argmax(1) == y).float().mean().item())
                             wall[name].append(w)
                             cpu[name].append(c)
-                    row = {"run": str(run), "lam": lam, "attack": aname, "n": args.n, "eps": eps,
+                    row = {"run": str(run), "dials": dials, "attack": aname, "n": args.n, "eps": eps,
                            "max_abs_logit_diff": diff, "repeats": reps,
                            "wall_s": {k: statistics.median(v) for k, v in wall.items()},
                            "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
@@ -91,7 +98,7 @@ def main() -> None:
                     row["speedup_wall"] = row["wall_s"]["module"] / row["wall_s"]["folded"]
                     row["speedup_cpu"] = row["cpu_s"]["module"] / row["cpu_s"]["folded"]
                     rows.append(row)
-                    print(f"{run.name} λ={lam:g} {aname}: module {row['cpu_s']['module']:.1f} s CPU, folded "
+                    print(f"{run.name} {dials} {aname}: module {row['cpu_s']['module']:.1f} s CPU, folded "
                           f"{row['cpu_s']['folded']:.1f} s → {row['speedup_cpu']:.2f}× (wall "
                           f"{row['speedup_wall']:.2f}×); robust {row['robust_acc']} identical="
                           f"{row['identical_robust_acc']}", flush=True)
