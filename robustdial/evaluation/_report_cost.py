@@ -31,9 +31,13 @@ def point_latency(pe: PointEvaluator, model: nn.Module, point: dict[str, Any], s
     """
     from ..export import to_plain
 
-    width = {"width": point["width"]} if "width" in point else {}
+    from ..condition import dial_specs
+
+    base = {"width": point["width"]} if "width" in point else {}
+    if "exit" in dial_specs(model):
+        base["exit"] = None  # the backbone runs to the final head (the point may be adaptive)
     try:
-        backbone = to_plain(model, width, input_shape=shape, noise="off").to(pe.x.device)
+        backbone = to_plain(model, base, input_shape=shape, noise="off").to(pe.x.device)
     except Exception as exc:  # noqa: BLE001
         return {"error": f"no plain backbone: {type(exc).__name__}: {exc}"}
     out: dict[str, Any] = {"convention": "median seconds per forward, round-robin with the plain "
@@ -66,13 +70,14 @@ def _exit_latency(pe: PointEvaluator, model: nn.Module, backbone: nn.Module) -> 
     from ..models.early_exit import adaptive_forward
 
     out: dict[str, Any] = {}
+    thr = model.thresholds()  # the thresholds dial, else the stored ones (as model(x) uses)
     sets = {"clean": pe.x, **{k: pe.adv[k] for k in ("autoattack", "slowdown") if k in pe.adv}}
     for name, xs in sets.items():
         res: dict[str, Any] = {}
         for b, n in ((1, min(64, xs.shape[0])), (64, min(256, xs.shape[0]))):
             chunks = [xs[i:i + b] for i in range(0, n, b)]
             t = pe.interleaved_latency({
-                "adaptive": lambda: [adaptive_forward(model, c) for c in chunks],
+                "adaptive": lambda: [adaptive_forward(model, c, thr) for c in chunks],
                 "backbone": lambda: [backbone(c) for c in chunks]}, repeats=5 if b == 1 else 7, warmup=1)
             res[f"batch{b}"] = {"adaptive_s": t["adaptive"], "backbone_s": t["backbone"],
                                 "saving": 1.0 - t["adaptive"] / t["backbone"], "images": n}

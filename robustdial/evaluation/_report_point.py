@@ -133,9 +133,10 @@ class PointEvaluator:
     def predict(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Predicted labels (and exit indices at adaptive points) of the target on ``x``."""
         preds, exits = [], []
+        thr = self.target.thresholds() if self.adaptive else None  # the dial's, else the stored ones
         for (xb,) in self._chunks(x):
             if self.adaptive:
-                logits, e = adaptive_forward(self.target, xb)
+                logits, e = adaptive_forward(self.target, xb, thr)
                 exits.append(e)
             else:
                 logits = self.target(xb)

@@ -104,3 +104,20 @@ def test_report_at_the_adaptive_point(calibrated, tiny_data):
     assert "form:max-average" in adaptive["worst_case"]["attacks"]
     assert set(adaptive["latency"]) >= {"clean", "slowdown"}
     assert "## Early exit at exit=adaptive" in rep.to_markdown()
+
+
+def test_adaptive_latency_is_measured_against_the_full_backbone(calibrated, tiny_data):
+    # the backbone must run to the final head: with every input leaving at the first exit,
+    # adaptive inference is faster than the backbone by construction
+    from robustdial.evaluation._report_cost import point_latency
+    from robustdial.evaluation._report_point import PROFILES, PointEvaluator
+    from robustdial.evaluation._report_cache import ReportCache
+    from robustdial.condition import conditioned
+
+    x, y = tiny_data
+    with conditioned(calibrated, exit="adaptive", thresholds=(10.0, 10.0)):
+        pe = PointEvaluator(calibrated, calibrated, x, y, point={"exit": "adaptive"}, label="a", eps=0.1,
+                            profile=PROFILES["fast"], cache=ReportCache(None, "k"), stochastic=False,
+                            batch_size=48, seed=0, adaptive=True)
+        lat = point_latency(pe, calibrated, {"exit": "adaptive"}, (1, 12, 12), None)
+    assert lat["clean"]["batch64"]["backbone_s"] > lat["clean"]["batch64"]["adaptive_s"]
