@@ -43,6 +43,19 @@ def _timed(fn):
     return out, time.perf_counter() - t, time.process_time() - c
 
 
+def _training_eps(method: dict) -> float:
+    """The training attack's ε from a method config (slimmable methods nest their inner method's)."""
+    if isinstance(method.get("attack"), dict):
+        return float(method["attack"]["eps"])
+    for value in method.values():
+        if isinstance(value, dict):
+            try:
+                return _training_eps(value)
+            except KeyError:
+                continue
+    raise KeyError("no training attack ε in the run's method config; pass --eps")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", type=Path,
@@ -59,7 +72,7 @@ def main() -> None:
     for run in args.runs:
         model = rd.load(run).eval()
         info = getattr(model, "rd_run", {}) or {}
-        eps = args.eps or float(info["method"]["attack"]["eps"])
+        eps = args.eps or _training_eps(info["method"])
         data = rd.load_dataset(info["dataset"]["name"], split="test")
         x, y = data.images[: args.n].float() / 255, data.labels[: args.n]
         shape = tuple(x.shape[1:])
