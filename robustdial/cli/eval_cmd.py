@@ -86,9 +86,13 @@ def check_dials(model: Any, dials: dict[str, list[Any]], where: str = "the model
 
 
 def _default_eps(run_info: dict[str, Any]) -> float | None:
-    attack = (run_info.get("method") or {}).get("attack")
-    if isinstance(attack, dict) and isinstance(attack.get("eps"), (int, float)):
-        return float(attack["eps"])
+    """The training attack's ε recorded in run.json (slimmable methods nest their inner method)."""
+    method = run_info.get("method") or {}
+    while isinstance(method, dict):
+        attack = method.get("attack")
+        if isinstance(attack, dict) and isinstance(attack.get("eps"), (int, float)):
+            return float(attack["eps"])
+        method = method.get("inner")
     return None
 
 

@@ -83,3 +83,12 @@ def test_calibrate_exits_on_the_validation_split(exit_run, tmp_path, capsys):
     assert len(data["exit_thresholds"]["values"]) == 2
     hist = data["points"][0]["early_exit"]["inputs"]["clean"]["exit_histogram"]
     assert hist[0] < 8  # not everything leaves at the first exit any more
+
+
+def test_the_training_eps_of_a_slimmable_run_is_found():
+    from robustdial.cli.eval_cmd import _default_eps
+
+    nested = {"method": {"name": "float_slim", "inner": {"name": "float", "attack": {"eps": 0.15}}}}
+    assert _default_eps(nested) == 0.15
+    assert _default_eps({"method": {"name": "pgd_at", "attack": {"eps": 0.3}}}) == 0.3
+    assert _default_eps({"method": {"name": "standard"}}) is None
