@@ -19,9 +19,10 @@ thresholds:
   with the largest summed CE over the heads, Eq. 4); every form's examples are
   judged by the deployed adaptive model. Run on the first ``--n-forms`` images;
   the paper's worst case (min over forms) and the per-sample worst case;
-* **exit-aware AutoAttack**: AutoAttack on the adaptive model itself, so each
-  iteration attacks the exit the policy takes for the current input, and an
-  exit-aware PGD-50 (:func:`robustdial.attacks.early_exit.exit_aware_loss`);
+* **exit-aware AutoAttack** (first ``--n-exit-aa`` images): AutoAttack on the
+  adaptive model itself, so each iteration attacks the exit the policy takes for
+  the current input, and an exit-aware PGD-50 on all ``--n``
+  (:func:`robustdial.attacks.early_exit.exit_aware_loss`);
 * **slowdown** (DeepSloth): PGD-50 pushing every early exit towards uniform;
   MFlops and measured saving under it, and the fraction of the clean saving kept.
 
@@ -29,7 +30,7 @@ Every (part, attack) result is cached under ``--cache`` and the script resumes.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/rdi_cifar10_robustness.py            # n 1000, forms on 250
+    OMP_NUM_THREADS=1 python benchmarks/rdi_cifar10_robustness.py   # n 1000; AA forms on 250, exit-aware AA on 500
     python benchmarks/rdi_cifar10_robustness.py --n 32 --n-forms 16        # smoke test
 
 Writes ``benchmarks/results/rdi_cifar10_robustness.json`` (``--out``).
@@ -74,6 +75,8 @@ def main() -> None:
     p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--n", type=int, default=1000, help="first N test images (clean, exit-aware, slowdown)")
     p.add_argument("--n-forms", type=int, default=250, help="first N images for AutoAttack per form")
+    p.add_argument("--n-exit-aa", type=int, default=500,
+                   help="first N images for the exit-aware AutoAttack (PGD and slowdown use all --n)")
     p.add_argument("--pgd-steps", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
@@ -141,6 +144,18 @@ def main() -> None:
 
     # -- clean ----------------------------------------------------------------
     clean = entry("clean", {}, lambda: x.clone())
+    # -- exit-aware ---------------------------------------------------------------
+    na = min(args.n_exit_aa, n)
+
+    def aa_adaptive() -> torch.Tensor:
+        with conditioned(model, exit="adaptive"):
+            return aa_on(model, x[:na], y[:na])
+
+    exit_pgd = entry("pgd:exit-aware", {"k": args.pgd_steps}, lambda: pgd_all(exit_aware_loss(t), x, y))
+    # -- slowdown -------------------------------------------------------------------
+    slow = entry("pgd:slowdown", {"k": args.pgd_steps}, lambda: pgd_all(slowdown_loss, x, y))
+    exit_aa = entry("aa:exit-aware", {"n": na}, aa_adaptive)
+
     # -- AutoAttack per form (first nf images) ----------------------------------
     xf, yf = x[:nf], y[:nf]
     forms: dict[str, dict] = {}
@@ -171,17 +186,8 @@ def main() -> None:
     forms["max-average"] = entry("aa:max-average", {"nf": nf}, max_average)
     pool = [f for f in forms if f != "random"]
     per_sample_worst = torch.stack([forms[f]["ok"] for f in pool]).all(0)
-    # -- exit-aware ---------------------------------------------------------------
-    def aa_adaptive() -> torch.Tensor:
-        with conditioned(model, exit="adaptive"):
-            return aa_on(model, x, y)
-
-    exit_aa = entry("aa:exit-aware", {}, aa_adaptive)
-    exit_pgd = entry("pgd:exit-aware", {"k": args.pgd_steps}, lambda: pgd_all(exit_aware_loss(t), x, y))
     aa_exit_first = 100 * exit_aa["ok"][:nf].float().mean().item()
     worst_all = per_sample_worst & exit_aa["ok"][:nf] & exit_pgd["ok"][:nf]
-    # -- slowdown -------------------------------------------------------------------
-    slow = entry("pgd:slowdown", {"k": args.pgd_steps}, lambda: pgd_all(slowdown_loss, x, y))
 
     # -- measured saving (backbone vs adaptive, batch 64, round-robin) --------------------
     # one torch thread: the process's CPU time is what a forward costs, whatever else runs
@@ -224,7 +230,7 @@ def main() -> None:
                                 for f, v in forms.items()},
         "autoattack_worst_form": min(((f, forms[f]["accuracy"]) for f in pool), key=lambda kv: kv[1]),
         "autoattack_per_sample_worst_over_forms": 100 * per_sample_worst.float().mean().item(),
-        "exit_aware": {"autoattack": {"accuracy": exit_aa["accuracy"], "n": n,
+        "exit_aware": {"autoattack": {"accuracy": exit_aa["accuracy"], "n": na,
                                       "accuracy_first_n_forms": aa_exit_first, **cost(exit_aa["exits"])},
                        "pgd": {"accuracy": exit_pgd["accuracy"], "n": n, **cost(exit_pgd["exits"])}},
         "per_sample_worst_all_attacks_first_n_forms": 100 * worst_all.float().mean().item(),
