@@ -32,6 +32,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/rdi_cifar10_robustness.py   # n 1000; AA forms on 250, exit-aware AA on 500
     python benchmarks/rdi_cifar10_robustness.py --n 32 --n-forms 16        # smoke test
+    ... --forms branch1 branch2 branch3 --n-exit-aa 250   # a subset of forms (the JSON lists the rest)
 
 Writes ``benchmarks/results/rdi_cifar10_robustness.json`` (``--out``).
 """
@@ -77,6 +78,9 @@ def main() -> None:
     p.add_argument("--n-forms", type=int, default=250, help="first N images for AutoAttack per form")
     p.add_argument("--n-exit-aa", type=int, default=500,
                    help="first N images for the exit-aware AutoAttack (PGD and slowdown use all --n)")
+    p.add_argument("--forms", nargs="+", default=["all"], metavar="FORM",
+                   help="attack forms to run AutoAttack on (branch1..branchK-1, main, average, random, "
+                        "max-average; default all); the JSON lists the forms not run")
     p.add_argument("--pgd-steps", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
@@ -158,17 +162,29 @@ def main() -> None:
 
     # -- AutoAttack per form (first nf images) ----------------------------------
     xf, yf = x[:nf], y[:nf]
+    singles = ["main" if k == K - 1 else f"branch{k + 1}" for k in range(K)]
+    all_forms = singles + ["average", "random", "max-average"]
+    wanted = all_forms if args.forms == ["all"] else args.forms
+    unknown = sorted(set(wanted) - set(all_forms))
+    if unknown:
+        raise SystemExit(f"--forms: unknown {unknown}; valid: {all_forms} or all")
+    if "max-average" in wanted and not set(singles) <= set(wanted):
+        raise SystemExit("--forms max-average needs every single form (its candidates): "
+                         + ", ".join(singles))
     forms: dict[str, dict] = {}
-    for k in range(K):
-        name = "main" if k == K - 1 else f"branch{k + 1}"
-        forms[name] = entry(f"aa:{name}", {"nf": nf}, lambda k=k: aa_on(ExitSurrogate(model, k), xf, yf))
-    forms["average"] = entry("aa:average", {"nf": nf},
-                             lambda: aa_on(ExitSurrogate(model, "average"), xf, yf))
+    for k, name in enumerate(singles):
+        if name in wanted:
+            forms[name] = entry(f"aa:{name}", {"nf": nf},
+                                lambda k=k: aa_on(ExitSurrogate(model, k), xf, yf))
+    if "average" in wanted:
+        forms["average"] = entry("aa:average", {"nf": nf},
+                                 lambda: aa_on(ExitSurrogate(model, "average"), xf, yf))
     gen = torch.Generator().manual_seed(args.seed)
     w = torch.rand(K, generator=gen)
     w = (w / w.sum()).tolist()
-    forms["random"] = entry("aa:random", {"nf": nf, "w": w},
-                            lambda: aa_on(ExitSurrogate(model, w), xf, yf))
+    if "random" in wanted:
+        forms["random"] = entry("aa:random", {"nf": nf, "w": w},
+                                lambda: aa_on(ExitSurrogate(model, w), xf, yf))
 
     def max_average() -> torch.Tensor:  # Eq. 4 over the single-form AutoAttack candidates
         cands = [forms["main" if k == K - 1 else f"branch{k + 1}"]["x_adv"] for k in range(K)]
@@ -183,11 +199,14 @@ def main() -> None:
                 out.append(stacked[best, torch.arange(best.numel())])
         return torch.cat(out)
 
-    forms["max-average"] = entry("aa:max-average", {"nf": nf}, max_average)
+    if "max-average" in wanted:
+        forms["max-average"] = entry("aa:max-average", {"nf": nf}, max_average)
+    not_run = [f for f in all_forms if f not in forms]
     pool = [f for f in forms if f != "random"]
     per_sample_worst = torch.stack([forms[f]["ok"] for f in pool]).all(0)
-    aa_exit_first = 100 * exit_aa["ok"][:nf].float().mean().item()
-    worst_all = per_sample_worst & exit_aa["ok"][:nf] & exit_pgd["ok"][:nf]
+    m = min(nf, na)  # images every attack below was run on
+    aa_exit_first = 100 * exit_aa["ok"][:m].float().mean().item()
+    worst_all = per_sample_worst[:m] & exit_aa["ok"][:m] & exit_pgd["ok"][:m]
 
     # -- measured saving (backbone vs adaptive, batch 64, round-robin) --------------------
     # one torch thread: the process's CPU time is what a forward costs, whatever else runs
@@ -226,14 +245,16 @@ def main() -> None:
                                "'executed' adds the heads a sample passes"},
         "clean": {"adaptive_accuracy": clean["accuracy"], **c_clean,
                   "measured": measured(x)},
+        "autoattack_forms_not_run": not_run,
         "autoattack_per_form": {f: {"accuracy": v["accuracy"], "n": v["n"], **cost(v["exits"])}
                                 for f, v in forms.items()},
         "autoattack_worst_form": min(((f, forms[f]["accuracy"]) for f in pool), key=lambda kv: kv[1]),
         "autoattack_per_sample_worst_over_forms": 100 * per_sample_worst.float().mean().item(),
         "exit_aware": {"autoattack": {"accuracy": exit_aa["accuracy"], "n": na,
-                                      "accuracy_first_n_forms": aa_exit_first, **cost(exit_aa["exits"])},
+                                      "accuracy_first_m": aa_exit_first, "m": m, **cost(exit_aa["exits"])},
                        "pgd": {"accuracy": exit_pgd["accuracy"], "n": n, **cost(exit_pgd["exits"])}},
-        "per_sample_worst_all_attacks_first_n_forms": 100 * worst_all.float().mean().item(),
+        "per_sample_worst_all_attacks_first_m": 100 * worst_all.float().mean().item(),
+        "per_sample_worst_all_attacks_covers": pool + ["aa:exit-aware", "pgd:exit-aware"],
         "slowdown": {"accuracy": slow["accuracy"], **c_slow, "measured": measured(slow["x_adv"]),
                      "saving_kept_rdi": (c_slow["rdi"]["saving"] / c_clean["rdi"]["saving"]
                                          if c_clean["rdi"]["saving"] > 0 else math.nan),
