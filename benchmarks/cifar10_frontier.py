@@ -55,6 +55,11 @@ def collect(specs: list[str]) -> dict:
     return out
 
 
+def _dial_name(pts: list[dict]) -> str:
+    keys = sorted({k for p in pts for k in p["dials"]})
+    return f" ({', '.join('λ' if k == 'lam' else k for k in keys)})" if len(pts) > 1 and keys else ""
+
+
 def figure(data: dict, path: Path) -> None:
     import matplotlib
 
@@ -63,23 +68,29 @@ def figure(data: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     markers = {"pgd_at": "s", "float": "o", "oat": "^", "rdi": "D"}
+    spots: dict[tuple[float, float], list[str]] = {}
     for name, d in data.items():
         pts = [p for p in d["points"] if p["autoattack"] is not None]
         if not pts:
             continue
         xs, ys = [p["clean"] for p in pts], [p["autoattack"] for p in pts]
         ax.plot(xs, ys, marker=markers.get(name, "o"), linestyle="-" if len(pts) > 1 else "none",
-                label=NAMES.get(name, name), markersize=7)
-        if len(pts) > 1:
-            spots: dict[tuple[float, float], list[str]] = {}  # coincident points share one label
+                label=NAMES.get(name, name) + _dial_name(pts), markersize=7)
+        if len(pts) > 1:  # the dial value beside each point; one label per spot, across models too
             for p in pts:
-                spots.setdefault((round(p["clean"], 1), round(p["autoattack"], 1)), []).append(p["label"])
-            for i, ((cx, cy), labels) in enumerate(spots.items()):  # alternate above / below
-                ax.annotate(", ".join(labels), (cx, cy), fontsize=7,
-                            xytext=(4, 7 if i % 2 == 0 else -11), textcoords="offset points")
+                spot = (round(p["clean"], 1), round(p["autoattack"], 1))
+                text = ", ".join(f"{k} {v}" if k not in ("lam", "exit") else str(v) for k, v in p["dials"].items())
+                spots.setdefault(spot, []).append(text)
+    for (cx, cy), texts in spots.items():
+        ax.annotate(" / ".join(dict.fromkeys(texts)), (cx, cy), fontsize=7, xytext=(6, -2),
+                    textcoords="offset points")
     any_d = next((d for d in data.values() if not d["missing"]), None)
     if any_d is not None:
-        ax.set_title(f"{any_d['dataset']}, ε {any_d['eps']}, first {any_d['n']} test images\n"
+        ns = {NAMES.get(k, k): d["n"] for k, d in data.items() if not d["missing"]}
+        common = max(set(ns.values()), key=list(ns.values()).count)
+        others = ", ".join(f"{k}: {n}" for k, n in ns.items() if n != common)
+        ax.set_title(f"{any_d['dataset']}, ε {any_d['eps']}, first {common} test images"
+                     + (f" ({others})" if others else "") + "\n"
                      f"robust = {any_d['profile']}", fontsize=10)
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("AutoAttack accuracy (%)")
