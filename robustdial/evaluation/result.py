@@ -62,7 +62,8 @@ class EvalResult:
 
     Example::
 
-        res = evaluate(model, data, {"pgd-50": PGD(eps=8 / 255, alpha=2.5 * (8 / 255) / 50, steps=50)}, [{"lam": 0.0}, {"lam": 1.0}])
+        pgd = PGD(eps=8 / 255, alpha=2.5 * (8 / 255) / 50, steps=50)
+        res = evaluate(model, data, {"pgd-50": pgd}, [{"lam": 0.0}, {"lam": 1.0}])
         print(res.to_table())
         res.to_json("eval.json")
     """
