@@ -98,6 +98,16 @@ def main() -> None:
     n, nf, bs = x.shape[0], min(args.n_forms, x.shape[0]), args.batch_size
     K = model.num_exits
     t = model.exit_thresholds
+    # refuse a bad --forms before any attack runs
+    singles = ["main" if k == K - 1 else f"branch{k + 1}" for k in range(K)]
+    all_forms = singles + ["average", "random", "max-average"]
+    wanted = all_forms if args.forms == ["all"] else args.forms
+    unknown = sorted(set(wanted) - set(all_forms))
+    if unknown:
+        raise SystemExit(f"--forms: unknown {unknown}; valid: {all_forms} or all")
+    if "max-average" in wanted and not set(singles) <= set(wanted):
+        raise SystemExit("--forms max-average needs every single form (its candidates): "
+                         + ", ".join(singles))
     costs, costs_run = exit_costs_mflops(model), exit_costs_mflops(model, "executed")
     cache = ReportCache(args.cache, settings_digest(model_digest(model), data_digest(x, y), EPS,
                                                     args.seed, n, args.pgd_steps))
@@ -162,15 +172,6 @@ def main() -> None:
 
     # -- AutoAttack per form (first nf images) ----------------------------------
     xf, yf = x[:nf], y[:nf]
-    singles = ["main" if k == K - 1 else f"branch{k + 1}" for k in range(K)]
-    all_forms = singles + ["average", "random", "max-average"]
-    wanted = all_forms if args.forms == ["all"] else args.forms
-    unknown = sorted(set(wanted) - set(all_forms))
-    if unknown:
-        raise SystemExit(f"--forms: unknown {unknown}; valid: {all_forms} or all")
-    if "max-average" in wanted and not set(singles) <= set(wanted):
-        raise SystemExit("--forms max-average needs every single form (its candidates): "
-                         + ", ".join(singles))
     forms: dict[str, dict] = {}
     for k, name in enumerate(singles):
         if name in wanted:
@@ -187,7 +188,7 @@ def main() -> None:
                                 lambda: aa_on(ExitSurrogate(model, w), xf, yf))
 
     def max_average() -> torch.Tensor:  # Eq. 4 over the single-form AutoAttack candidates
-        cands = [forms["main" if k == K - 1 else f"branch{k + 1}"]["x_adv"] for k in range(K)]
+        cands = [forms[name]["x_adv"] for name in singles]
         out = []
         with torch.no_grad():
             for s in _batches(nf, bs):
