@@ -26,7 +26,10 @@ thresholds:
 * **slowdown** (DeepSloth): PGD-50 pushing every early exit towards uniform;
   MFlops and measured saving under it, and the fraction of the clean saving kept.
 
-Every (part, attack) result is cached under ``--cache`` and the script resumes.
+Every (part, attack) result is cached under ``--cache`` and the script resumes;
+AutoAttack runs in ``--chunk`` pieces, so a larger ``--n-forms`` or
+``--n-exit-aa`` only attacks the images not run yet (two processes with
+disjoint ``--forms`` can share the cache).
 
 Usage::
 
@@ -81,6 +84,9 @@ def main() -> None:
     p.add_argument("--forms", nargs="+", default=["all"], metavar="FORM",
                    help="attack forms to run AutoAttack on (branch1..branchK-1, main, average, random, "
                         "max-average; default all); the JSON lists the forms not run")
+    p.add_argument("--chunk", type=int, default=250,
+                   help="AutoAttack runs on this many images at a time, each piece cached (a larger "
+                        "--n-forms / --n-exit-aa reuses the pieces already run)")
     p.add_argument("--pgd-steps", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
@@ -113,15 +119,15 @@ def main() -> None:
                                                     args.seed, n, args.pgd_steps))
 
     @torch.no_grad()
-    def judge(xa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def judge(xa: torch.Tensor, lo: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         preds, exits = [], []
         for s in _batches(xa.shape[0], bs):
             logits, e = adaptive_forward(model, xa[s], t)
             preds.append(logits.argmax(1))
             exits.append(e)
-        return torch.cat(preds) == y[: xa.shape[0]], torch.cat(exits)
+        return torch.cat(preds) == y[lo: lo + xa.shape[0]], torch.cat(exits)
 
-    def entry(name: str, settings: dict, make) -> dict:
+    def entry(name: str, settings: dict, make, lo: int = 0) -> dict:
         hit = cache.get({}, "rdi", name, settings)
         if hit is not None:
             tensors, summary = hit
@@ -130,7 +136,7 @@ def main() -> None:
         torch.manual_seed(args.seed)
         t0 = time.perf_counter()
         xa = make()
-        ok, ex = judge(xa)
+        ok, ex = judge(xa, lo)
         summary = {"seconds": time.perf_counter() - t0, "accuracy": 100 * ok.float().mean().item(),
                    "n": int(ok.numel())}
         cache.put({}, "rdi", name, settings, {"x_adv": xa, "ok": ok.to(torch.uint8), "exits": ex},
@@ -138,6 +144,32 @@ def main() -> None:
         _log.info("%s: adaptive accuracy %.2f%% on %d images (%.0f s)", name, summary["accuracy"],
                   summary["n"], summary["seconds"])
         return {"x_adv": xa, "ok": ok, "exits": ex, **summary}
+
+    def chunked(name: str, size_key: str, settings: dict, attack, total: int) -> dict:
+        """``attack(lo, hi)`` on images [lo, hi) in ``--chunk`` pieces, each cached on its own.
+
+        A cached first-N result (key ``{size_key: N}``, what a run with that N stored) is
+        reused as the prefix, so a larger N only attacks the new images. Per-image outcomes
+        are independent of the other images in the run, so the pieces concatenate.
+        """
+        parts, lo = [], 0
+        for h in range(total, 0, -1):  # the longest cached prefix
+            if cache.get({}, "rdi", name, {size_key: h, **settings}) is not None:
+                parts.append(entry(name, {size_key: h, **settings}, None))
+                lo = h
+                break
+        while lo < total:
+            hi = min(total, lo + args.chunk) if lo else min(total, args.chunk)
+            key = {size_key: hi, **settings} if lo == 0 else {"lo": lo, "hi": hi, **settings}
+            parts.append(entry(name, key, lambda lo=lo, hi=hi: attack(lo, hi), lo=lo))
+            lo = hi
+        if len(parts) == 1:
+            return parts[0]
+        ok = torch.cat([q["ok"] for q in parts])
+        return {"x_adv": torch.cat([q["x_adv"] for q in parts]), "ok": ok,
+                "exits": torch.cat([q["exits"] for q in parts]),
+                "seconds": sum(q["seconds"] for q in parts), "accuracy": 100 * ok.float().mean().item(),
+                "n": int(ok.numel()), "chunks": [[q["n"], q["seconds"]] for q in parts]}
 
     def aa_on(m: torch.nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         aa = AutoAttack(eps=EPS, version="standard", components=("apgd-ce", "apgd-t"), seed=args.seed,
@@ -161,31 +193,32 @@ def main() -> None:
     # -- exit-aware ---------------------------------------------------------------
     na = min(args.n_exit_aa, n)
 
-    def aa_adaptive() -> torch.Tensor:
+    def aa_adaptive(lo: int, hi: int) -> torch.Tensor:
         with conditioned(model, exit="adaptive"):
-            return aa_on(model, x[:na], y[:na])
+            return aa_on(model, x[lo:hi], y[lo:hi])
 
     exit_pgd = entry("pgd:exit-aware", {"k": args.pgd_steps}, lambda: pgd_all(exit_aware_loss(t), x, y))
     # -- slowdown -------------------------------------------------------------------
     slow = entry("pgd:slowdown", {"k": args.pgd_steps}, lambda: pgd_all(slowdown_loss, x, y))
-    exit_aa = entry("aa:exit-aware", {"n": na}, aa_adaptive)
+    exit_aa = chunked("aa:exit-aware", "n", {}, aa_adaptive, na)
 
     # -- AutoAttack per form (first nf images) ----------------------------------
-    xf, yf = x[:nf], y[:nf]
+    yf = y[:nf]
     forms: dict[str, dict] = {}
+
+    def aa_form(form):
+        return lambda lo, hi: aa_on(ExitSurrogate(model, form), x[lo:hi], y[lo:hi])
+
     for k, name in enumerate(singles):
         if name in wanted:
-            forms[name] = entry(f"aa:{name}", {"nf": nf},
-                                lambda k=k: aa_on(ExitSurrogate(model, k), xf, yf))
+            forms[name] = chunked(f"aa:{name}", "nf", {}, aa_form(k), nf)
     if "average" in wanted:
-        forms["average"] = entry("aa:average", {"nf": nf},
-                                 lambda: aa_on(ExitSurrogate(model, "average"), xf, yf))
+        forms["average"] = chunked("aa:average", "nf", {}, aa_form("average"), nf)
     gen = torch.Generator().manual_seed(args.seed)
     w = torch.rand(K, generator=gen)
     w = (w / w.sum()).tolist()
     if "random" in wanted:
-        forms["random"] = entry("aa:random", {"nf": nf, "w": w},
-                                lambda: aa_on(ExitSurrogate(model, w), xf, yf))
+        forms["random"] = chunked("aa:random", "nf", {"w": w}, aa_form(w), nf)
 
     def max_average() -> torch.Tensor:  # Eq. 4 over the single-form AutoAttack candidates
         cands = [forms[name]["x_adv"] for name in singles]
