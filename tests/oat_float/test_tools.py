@@ -91,7 +91,9 @@ def test_float_trains_a_dial_and_passes_the_checklist(shared_data_root):
     method = FLOAT(attack=PGD(eps=0.3, alpha=0.1, steps=5))
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     x = train.images.float() / 255
-    for _ in range(300):
+    # 500 steps: (SA, RA) at λ = 1 over seeds 0-3 (.850 .295) (.890 .445) (.850 .370) (.810 .280),
+    # RA 0 at λ = 0; 300 steps left seed 3 at RA .065, too close to the +10 bound below
+    for _ in range(500):
         idx = torch.randint(0, len(x), (64,))
         loss, _ = method.loss(net.train(), (x[idx], train.labels[idx]))
         opt.zero_grad()
