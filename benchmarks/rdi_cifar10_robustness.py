@@ -97,6 +97,8 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=REPO / "runs" / "rdi_cifar10_robustness_cache")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "rdi_cifar10_robustness.json")
     args = p.parse_args()
+    if args.chunk < 1:
+        raise SystemExit(f"--chunk must be ≥ 1, got {args.chunk}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     t_start = time.perf_counter()
     dev = torch.device(args.device)
@@ -130,12 +132,18 @@ def main() -> None:
             exits.append(e)
         return torch.cat(preds) == y[lo: lo + xa.shape[0]], torch.cat(exits)
 
-    def entry(name: str, settings: dict, make, lo: int = 0) -> dict:
+    def cached(name: str, settings: dict) -> dict | None:
         hit = cache.get({}, "rdi", name, settings)
+        if hit is None:
+            return None
+        tensors, summary = hit
+        return {"x_adv": tensors.get("x_adv"), "ok": tensors["ok"].bool(), "exits": tensors["exits"],
+                **summary}
+
+    def entry(name: str, settings: dict, make, lo: int = 0) -> dict:
+        hit = cached(name, settings)
         if hit is not None:
-            tensors, summary = hit
-            return {"x_adv": tensors.get("x_adv"), "ok": tensors["ok"].bool(), "exits": tensors["exits"],
-                    **summary}
+            return hit
         torch.manual_seed(args.seed)
         t0 = time.perf_counter()
         xa = make()
@@ -157,8 +165,9 @@ def main() -> None:
         """
         parts, lo = [], 0
         for h in range(total, 0, -1):  # the longest cached prefix
-            if cache.get({}, "rdi", name, {size_key: h, **settings}) is not None:
-                parts.append(entry(name, {size_key: h, **settings}, None))
+            hit = cached(name, {size_key: h, **settings})
+            if hit is not None:
+                parts.append(hit)
                 lo = h
                 break
         while lo < total:
