@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         import torchattacks
     except ImportError as e:
-        sys.exit(f"torchattacks is needed for the comparison: pip install torchattacks ({e})")
+        sys.exit(f"torchattacks is needed for the comparison: pip install -e \".[dev]\" ({e})")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -23,7 +23,7 @@ def require(module: str, how: str) -> ModuleType:
         pytest.skip(msg)
 
 
-AUTOATTACK_HOW = 'pip install "robustdial[eval]" (or pip install --no-deps "pyautoattack==0.2.0")'
+AUTOATTACK_HOW = 'pip install -e ".[dev]" or "robustdial[eval]" (pyautoattack==0.2.0)'
 
 
 def tiny_conv(seed: int, channels: int = 1, classes: int = 10) -> nn.Module:

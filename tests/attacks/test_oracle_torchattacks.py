@@ -11,10 +11,10 @@ PGDL2: ``normal_()`` then one ``uniform_(0, 1)`` radius per sample; FFGSM:
 ``randn_like(x).uniform_(−ε, ε)``, whose ``randn_like`` consumes one normal
 draw first), ours from a ``torch.Generator`` seeded with the same value.
 
-torchattacks is the oracle: ``scripts/env.sh`` installs it with ``--no-deps``
-(its metadata pins torchvision and an old requests, which would replace the
-CPU torch). Under ``CI=true`` a missing torchattacks fails this module instead
-of skipping it.
+torchattacks is the oracle, in the ``dev`` extra (``pip install -e ".[dev]"``,
+which ``scripts/env.sh`` runs) at 3.3.0, its last release that declares no
+dependencies (later ones pull torchvision and another torch). Under ``CI=true``
+a missing torchattacks fails this module instead of skipping it.
 """
 from __future__ import annotations
 
@@ -28,9 +28,8 @@ from _attack_testlib import IN_CI, tiny_conv
 try:
     import torchattacks
 except ImportError:  # pragma: no cover - depends on the environment
-    _HOW = ('torchattacks (the attack oracle) is not installed: pip install --no-deps '
-            '"torchattacks==3.5.1" (scripts/env.sh does this; plain "pip install torchattacks" '
-            "would pull torchvision and another torch)")
+    _HOW = ('torchattacks (the attack oracle) is not installed: pip install -e ".[dev]" '
+            '(or pip install "torchattacks==3.3.0"; later releases pull torchvision and another torch)')
     if IN_CI:
         raise ImportError(f"CI=true: {_HOW}") from None
     pytest.skip(_HOW, allow_module_level=True)

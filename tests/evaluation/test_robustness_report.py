@@ -73,8 +73,8 @@ def noisy_float_model(float_model):
 
 
 def test_fast_profile_equals_a_direct_pyautoattack_call(digits):
-    pyautoattack = pytest.importorskip("pyautoattack", reason="pip install pyautoattack==0.2.0 --no-deps "
-                                       "(scripts/env.sh installs it)")
+    pyautoattack = pytest.importorskip("pyautoattack", reason='pip install -e ".[dev]" (or "robustdial[eval]"; '
+                                       "scripts/env.sh installs it)")
     x, y = digits[0][:32], digits[1][:32]
     model = _linear_model()
     ours = AutoAttack(eps=0.1, version="standard", components=("apgd-ce", "apgd-t"), seed=0)(model, x, y)
