@@ -2,13 +2,16 @@
 
 Latency is timed round-robin (:meth:`PointEvaluator.interleaved_latency`): the
 module at the point, its folded plain graph (what ``robustdial export`` ships)
-and the plain backbone of the same width. At an adaptive-exit point the saving
+and the plain backbone of the same width (and, at a narrower width of a
+slimmable model, the plain backbone at the widest width, so that the speed-up
+across widths is measured in one round-robin). At an adaptive-exit point the saving
 of input-adaptive inference is counted from the exit histograms (the RDI
 paper's MFlops convention and what is executed) and measured on the clean
 inputs, the AutoAttack examples and the slowdown examples.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +21,8 @@ from torch import nn
 
 from ..cost.early_exit import exit_costs_mflops, expected_cost
 from ._report_point import PointEvaluator
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["early_exit_stats", "point_latency"]
 
@@ -45,17 +50,45 @@ def point_latency(pe: PointEvaluator, model: nn.Module, point: dict[str, Any], s
                            "clock": pe.latency_clock(), "threads": torch.get_num_threads()}
     if point.get("exit") == "adaptive":
         return {**out, **_exit_latency(pe, model, backbone)}
+    widest = _widest_backbone(model, point, base, shape, pe.x.device)
+    if widest is not None:
+        out["widest"] = {"width": widest[0], "convention": "the plain backbone at the widest trained width, "
+                         "timed in the same round-robin (a speed-up over it is fair across widths)"}
     for b in (1, 64):
         xb = torch.rand((b, *shape), device=pe.x.device)
         fns = {"model": lambda: model(xb), "backbone": lambda: backbone(xb)}
         if folded is not None:
             fns["folded"] = lambda: folded(xb)
+        if widest is not None:
+            fns["widest"] = lambda: widest[1](xb)
         t = pe.interleaved_latency(fns)
         out[f"batch{b}"] = {"model_s": t["model"], "backbone_s": t["backbone"],
                             "ratio": t["model"] / t["backbone"]}
         if folded is not None:
             out[f"batch{b}"].update({"folded_s": t["folded"], "folded_ratio": t["folded"] / t["backbone"]})
+        if widest is not None:
+            out[f"batch{b}"].update({"widest_backbone_s": t["widest"],
+                                     "speedup_vs_widest": t["widest"] / t["backbone"]})
     return out
+
+
+def _widest_backbone(model: nn.Module, point: dict[str, Any], base: dict[str, Any], shape: Sequence[int],
+                     device: torch.device) -> tuple[float, nn.Module] | None:
+    """``(widest width, its plain backbone)`` when the point runs a narrower width, else None."""
+    from ..condition import Choices, dial_specs
+    from ..export import to_plain
+
+    spec = dial_specs(model).get("width")
+    if "width" not in point or not isinstance(spec, Choices):
+        return None
+    w = max(float(v) for v in spec.values)
+    if float(point["width"]) >= w:
+        return None
+    try:
+        return w, to_plain(model, {**base, "width": w}, input_shape=shape, noise="off").to(device)
+    except Exception:  # noqa: BLE001 - the speed-up is an extra; the point's own latency stands
+        _log.warning("no plain backbone at width %s: speed-up over the widest width not measured", w)
+        return None
 
 
 def _exit_latency(pe: PointEvaluator, model: nn.Module, backbone: nn.Module) -> dict[str, Any]:

@@ -74,6 +74,8 @@ def plot_demo(summary: dict[str, Any], path: str | Path) -> Path:
                 t = f"\n{1000 * lat['model_s']:.1f} ms / 64 img (module)"
                 if lat.get("folded_s"):
                     t += f"\n{1000 * lat['folded_s']:.1f} ms exported"
+                if lat.get("speedup_vs_widest"):
+                    t += f"\n{lat['speedup_vs_widest']:.1f}× the widest (same run)"
             groups.append(f"width {p['dials']['width']:g}\n{p['cost']['macs_per_image'] / 1e6:.2f} M MACs{t}")
         _bars(a_width, groups, {"clean": [p["accuracy"]["clean"] for p in pts],
                                 attack: [p["accuracy"]["autoattack"] for p in pts]}, colors)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from robustdial.cli import main
-from robustdial.cli.demo import DEMO_DATA, DEMO_EPS, JOBS, OPTIONAL_JOBS, DemoJob
+from robustdial.cli.demo import DEMO_DATA, DEMO_EPS, JOBS, OPTIONAL_JOBS, DemoJob, schedule_order
 
 
 def test_jobs_cover_the_four_dials():
@@ -19,6 +19,25 @@ def test_jobs_cover_the_four_dials():
     assert next(j for j in JOBS if j.panel == "exit").dials["exit"][-1] == "adaptive"
     assert next(j for j in JOBS if j.panel == "bits").binary_relax in ("binary", "ternary")
     assert DEMO_DATA == "fashion-mnist-mini"  # embedded: no download
+
+
+def _makespan(jobs, workers=2):
+    free = [0.0] * workers
+    for j in jobs:  # each job goes to the worker that frees up first
+        i = free.index(min(free))
+        free[i] += j.cpu_seconds
+    return max(free)
+
+
+def test_longest_jobs_run_first_so_two_workers_finish_together():
+    order = schedule_order(JOBS)
+    assert sorted(j.label for j in order) == sorted(j.label for j in JOBS)
+    assert [j.cpu_seconds for j in order] == sorted((j.cpu_seconds for j in JOBS), reverse=True)
+    total = sum(j.cpu_seconds for j in JOBS)
+    # list scheduling, longest first: within 4/3 of the ideal split (Graham 1969), and better than display order
+    assert _makespan(order) <= 4 / 3 * total / 2
+    assert _makespan(order) < _makespan(JOBS)
+    assert [j.label for j in JOBS][:2] == ["float_slim", "rdi"]  # display order is left alone
 
 
 def test_demo_refuses_bad_input_and_an_existing_out(tmp_path, capsys):

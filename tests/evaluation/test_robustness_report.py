@@ -199,3 +199,21 @@ def test_bad_arguments_are_refused(digits):
         report(model, (x, y), eps=0.1, profile="quick")
     with pytest.raises(ValueError, match="non-empty list"):
         report(model, (x, y), eps=0.1, dials={"lam": []})
+
+
+def test_narrow_width_latency_is_timed_beside_the_widest_backbone(digits):
+    """A narrower width is timed in the same round-robin as the widest plain backbone (fair across widths)."""
+    x, y = digits[0][:16], digits[1][:16]
+    rd.utils.seed_everything(0)
+    m = rd.create_model("mini_cnn", in_channels=1, conditioning="float", widths=(0.5, 1.0)).eval()
+    rep = report(m, (x, y), eps=0.1, dials={"width": [0.5, 1.0], "lam": [1.0]}, profile=TINY, checks=False,
+                 latency=True, progress=False).to_dict()
+    narrow, wide = rep["points"]
+    assert narrow["dials"]["width"] == 0.5 and wide["dials"]["width"] == 1.0
+    assert narrow["latency"]["widest"]["width"] == 1.0
+    for b in ("batch1", "batch64"):
+        lat = narrow["latency"][b]
+        assert lat["widest_backbone_s"] > 0
+        assert lat["speedup_vs_widest"] == pytest.approx(lat["widest_backbone_s"] / lat["backbone_s"])
+    # at the widest width there is nothing to compare with
+    assert "widest" not in wide["latency"] and "speedup_vs_widest" not in wide["latency"]["batch64"]
