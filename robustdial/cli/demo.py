@@ -226,7 +226,8 @@ def demo_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 if "folded_s" in lat:
                     cost += f" (exported {1000 * lat['folded_s']:.1f} ms = {lat['folded_ratio']:.2f}× plain)"
                 if "speedup_vs_widest" in lat:
-                    cost += f", plain {lat['speedup_vs_widest']:.1f}× faster than the widest (same run)"
+                    w = p["latency"].get("widest", {}).get("width", "the widest")
+                    cost += f", plain {lat['speedup_vs_widest']:.1f}× faster than width {w:g} (same run)"
             if job["panel"] == "bits":
                 cost = f"{job['storage']['storage_bytes'] / 1024:.1f} KiB ({job['storage']['scheme']})"
             if p.get("early_exit"):

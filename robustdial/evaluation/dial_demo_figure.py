@@ -75,7 +75,8 @@ def plot_demo(summary: dict[str, Any], path: str | Path) -> Path:
                 if lat.get("folded_s"):
                     t += f"\n{1000 * lat['folded_s']:.1f} ms exported"
                 if lat.get("speedup_vs_widest"):
-                    t += f"\n{lat['speedup_vs_widest']:.1f}× the widest (same run)"
+                    w = p["latency"].get("widest", {}).get("width", "the widest")
+                    t += f"\nplain: {lat['speedup_vs_widest']:.1f}× faster than width {w:g}"
             groups.append(f"width {p['dials']['width']:g}\n{p['cost']['macs_per_image'] / 1e6:.2f} M MACs{t}")
         _bars(a_width, groups, {"clean": [p["accuracy"]["clean"] for p in pts],
                                 attack: [p["accuracy"]["autoattack"] for p in pts]}, colors)
